@@ -1,0 +1,277 @@
+/**
+ * gateway.yaml: the gateway-wide settings (design.md section 2). The type, the defaults and the
+ * validation live together here; a config is validated once, paths are resolved against the
+ * file's directory, and the result is frozen (fastify's validate-then-freeze).
+ *
+ * Key names are a contract with the acceptance checks (issues 2 and 3): keep them.
+ */
+import { isIP } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { normalizeDomain } from '../policy/domain.js';
+
+export interface LocalDomainConfig {
+  readonly domain: string;
+  /** Absolute path of the PEM certificate (chain) for this domain. */
+  readonly certificate: string;
+  readonly privateKey: string;
+}
+
+export interface ListenConfig {
+  readonly host: string;
+  readonly port: number;
+  /** XEP-0368 direct TLS instead of STARTTLS on this listener. */
+  readonly directTls: boolean;
+}
+
+export interface GatewayConfig {
+  readonly file: string;
+  readonly localDomains: readonly LocalDomainConfig[];
+  readonly listen: readonly ListenConfig[];
+  /** Absolute path of partners.yaml. */
+  readonly partners: string;
+  /** This node's copy of the last partner list it applied (Get -LocalStore reads it). */
+  readonly localStore: string;
+  readonly trust: { readonly caFiles: readonly string[] | null };
+  readonly admin: { readonly listen: { readonly host: string; readonly port: number } } | null;
+  readonly dns: { readonly servers: readonly string[] | null; readonly routes: Readonly<Record<string, string>> };
+  readonly dialbackSecret: string | null;
+  readonly connectionLimit: number;
+  readonly partnerConnectionLimit: number;
+  readonly keepAliveIntervalSeconds: number;
+  readonly streamEstablishmentTimeoutSeconds: number;
+  readonly streamInactivityTimeoutSeconds: number;
+  readonly maxStanzaBytes: number;
+  readonly preAuthMaxStanzaBytes: number;
+  readonly logMessageBodies: boolean;
+  /** Debounce for the partner-file watcher. */
+  readonly reloadDebounceMs: number;
+}
+
+/** Defaults: Lync's documented values where it has one (design.md section 2). */
+export const DEFAULTS = {
+  partners: 'partners.yaml',
+  localStore: 'state/partners.local.json',
+  connectionLimit: 1000,
+  partnerConnectionLimit: 20,
+  keepAliveIntervalSeconds: 300,
+  streamEstablishmentTimeoutSeconds: 60,
+  streamInactivityTimeoutSeconds: 600,
+  maxStanzaBytes: 262_144,
+  preAuthMaxStanzaBytes: 8_192,
+  logMessageBodies: false,
+  reloadDebounceMs: 200,
+} as const;
+
+const KNOWN_KEYS = new Set([
+  'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
+  'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
+  'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
+]);
+
+/** Parses and validates gateway.yaml text; `warn` receives non-fatal notes (unknown keys). */
+export function parseGatewayConfig(text: string, file: string, warn: (msg: string) => void = () => {}): GatewayConfig {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const syntax = doc.errors[0];
+  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, lines.linePos(syntax.pos[0]).line);
+  const root = doc.contents;
+  const v = new Validator(file, lines, dirname(resolve(file)));
+  if (!isMap(root)) throw new ConfigError('the file must be a YAML mapping of settings', file, v.lineOf(root));
+
+  for (const pair of root.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!KNOWN_KEYS.has(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: ${key}: unknown setting, ignored`);
+  }
+  const get = (key: string) => root.get(key, true) as Node | undefined;
+
+  const localDomainsNode = get('localDomains');
+  const localDomains = v.list(localDomainsNode, 'localDomains', true).map((item, i) => {
+    const field = `localDomains[${i}]`;
+    const m = v.map(item, field);
+    const domain = v.domain(m.get('domain', true) as Node, `${field}.domain`);
+    return {
+      domain,
+      certificate: v.path(m.get('certificate', true) as Node, `${field}.certificate`, `certs/${domain}.crt`),
+      privateKey: v.path(m.get('privateKey', true) as Node, `${field}.privateKey`, `certs/${domain}.key`),
+    };
+  });
+  if (localDomains.length === 0) throw new ConfigError('at least one local domain is required', file, v.lineOf(localDomainsNode), 'localDomains');
+
+  const listen = v.list(get('listen'), 'listen', true).map((item, i) => {
+    const m = v.map(item, `listen[${i}]`);
+    return {
+      host: v.host(m.get('host', true) as Node, `listen[${i}].host`),
+      port: v.port(m.get('port', true) as Node, `listen[${i}].port`),
+      directTls: v.bool(m.get('directTls', true) as Node, `listen[${i}].directTls`, false),
+    };
+  });
+
+  const trustNode = get('trust');
+  const caFilesNode = trustNode === undefined ? undefined : (v.map(trustNode, 'trust').get('caFiles', true) as Node | undefined);
+  const caFiles = caFilesNode === undefined || isNull(caFilesNode)
+    ? null
+    : v.list(caFilesNode, 'trust.caFiles', false).map((n, i) => v.path(n, `trust.caFiles[${i}]`));
+
+  const adminNode = get('admin');
+  let admin: GatewayConfig['admin'] = null;
+  if (adminNode !== undefined && !isNull(adminNode)) {
+    const l = v.map(v.map(adminNode, 'admin').get('listen', true) as Node, 'admin.listen');
+    admin = { listen: { host: v.host(l.get('host', true) as Node, 'admin.listen.host'), port: v.port(l.get('port', true) as Node, 'admin.listen.port', true) } };
+  }
+
+  const dnsNode = get('dns');
+  let dns: GatewayConfig['dns'] = { servers: null, routes: {} };
+  if (dnsNode !== undefined && !isNull(dnsNode)) {
+    const m = v.map(dnsNode, 'dns');
+    const serversNode = m.get('servers', true) as Node | undefined;
+    const servers = serversNode === undefined || isNull(serversNode)
+      ? null
+      : v.list(serversNode, 'dns.servers', false).map((n, i) => v.hostPort(n, `dns.servers[${i}]`, 53));
+    const routes: Record<string, string> = {};
+    const routesNode = m.get('routes', true) as Node | undefined;
+    if (routesNode !== undefined && !isNull(routesNode)) {
+      for (const pair of v.map(routesNode, 'dns.routes').items) {
+        const domain = v.domain(pair.key as Node, 'dns.routes');
+        routes[domain] = v.hostPort(pair.value as Node, `dns.routes.${domain}`, 5269);
+      }
+    }
+    dns = { servers, routes };
+  }
+
+  const secretNode = get('dialbackSecret');
+  const dialbackSecret = secretNode === undefined || isNull(secretNode) ? null : v.string(secretNode, 'dialbackSecret');
+  if (dialbackSecret !== null && dialbackSecret.length < 16) {
+    throw new ConfigError('must be at least 16 characters', file, v.lineOf(secretNode), 'dialbackSecret');
+  }
+
+  const int = (key: keyof typeof DEFAULTS & string, min: number) =>
+    v.int(get(key), key, DEFAULTS[key] as number, min);
+
+  const config: GatewayConfig = {
+    file: resolve(file),
+    localDomains,
+    listen,
+    partners: v.path(get('partners'), 'partners', DEFAULTS.partners),
+    localStore: v.path(get('localStore'), 'localStore', DEFAULTS.localStore),
+    trust: { caFiles },
+    admin,
+    dns,
+    dialbackSecret,
+    connectionLimit: int('connectionLimit', 1),
+    partnerConnectionLimit: int('partnerConnectionLimit', 1),
+    keepAliveIntervalSeconds: int('keepAliveIntervalSeconds', 1),
+    streamEstablishmentTimeoutSeconds: int('streamEstablishmentTimeoutSeconds', 1),
+    streamInactivityTimeoutSeconds: int('streamInactivityTimeoutSeconds', 1),
+    maxStanzaBytes: int('maxStanzaBytes', 1024),
+    preAuthMaxStanzaBytes: int('preAuthMaxStanzaBytes', 512),
+    logMessageBodies: v.bool(get('logMessageBodies'), 'logMessageBodies', DEFAULTS.logMessageBodies),
+    reloadDebounceMs: int('reloadDebounceMs', 0),
+  };
+  return deepFreeze(config);
+}
+
+function isNull(node: Node): boolean {
+  return isScalar(node) && node.value === null;
+}
+
+/** Typed accessors that throw ConfigError(file, line, field). */
+class Validator {
+  constructor(readonly file: string, readonly lines: LineCounter, readonly baseDir: string) {}
+
+  lineOf(node: Node | null | undefined): number | undefined {
+    const offset = node?.range?.[0];
+    return offset === undefined ? undefined : this.lines.linePos(offset).line;
+  }
+
+  fail(node: Node | null | undefined, field: string, message: string): never {
+    throw new ConfigError(message, this.file, this.lineOf(node), field);
+  }
+
+  map(node: Node | undefined, field: string) {
+    if (!isMap(node)) this.fail(node, field, node === undefined ? 'is required' : 'must be a mapping');
+    return node;
+  }
+
+  list(node: Node | undefined, field: string, required: boolean): Node[] {
+    if (node === undefined || isNull(node)) {
+      if (required) this.fail(node, field, 'is required');
+      return [];
+    }
+    if (!isSeq(node)) this.fail(node, field, 'must be a list');
+    return node.items as Node[];
+  }
+
+  scalar(node: Node | undefined, field: string): unknown {
+    if (node === undefined) this.fail(node, field, 'is required');
+    if (!isScalar(node)) this.fail(node, field, 'must be a single value');
+    return node.value;
+  }
+
+  string(node: Node | undefined, field: string): string {
+    const value = this.scalar(node, field);
+    if (typeof value !== 'string' || value === '') this.fail(node, field, 'must be a non-empty string');
+    return value;
+  }
+
+  domain(node: Node | undefined, field: string): string {
+    try {
+      return normalizeDomain(this.string(node, field));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      this.fail(node, field, (err as Error).message);
+    }
+  }
+
+  host(node: Node | undefined, field: string): string {
+    const host = this.string(node, field);
+    if (!isIP(host) && host !== 'localhost') this.fail(node, field, `'${host}' must be an IP address to listen on`);
+    return host;
+  }
+
+  port(node: Node | undefined, field: string, allowZero = true): number {
+    const value = this.scalar(node, field);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < (allowZero ? 0 : 1) || value > 65535) {
+      this.fail(node, field, `${JSON.stringify(value)} is not a port number (0-65535)`);
+    }
+    return value;
+  }
+
+  hostPort(node: Node | undefined, field: string, defaultPort: number): string {
+    const text = String(this.scalar(node, field));
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+))(?::(\d{1,5}))?$/.exec(text);
+    const port = m?.[3] === undefined ? defaultPort : Number(m[3]);
+    if (!m || port < 1 || port > 65535) this.fail(node, field, `'${text}' is not host[:port]`);
+    return m[1] !== undefined ? `[${m[1]}]:${port}` : `${m[2]}:${port}`;
+  }
+
+  int(node: Node | undefined, field: string, fallback: number, min: number): number {
+    if (node === undefined || isNull(node)) return fallback;
+    const value = this.scalar(node, field);
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+      this.fail(node, field, `${JSON.stringify(value)} is not a whole number >= ${min}`);
+    }
+    return value;
+  }
+
+  bool(node: Node | undefined, field: string, fallback: boolean): boolean {
+    if (node === undefined || isNull(node)) return fallback;
+    const value = this.scalar(node, field);
+    if (typeof value !== 'boolean') this.fail(node, field, `${JSON.stringify(value)} is not true or false`);
+    return value;
+  }
+
+  path(node: Node | undefined, field: string, fallback?: string): string {
+    if ((node === undefined || isNull(node)) && fallback !== undefined) return resolve(this.baseDir, fallback);
+    return resolve(this.baseDir, this.string(node, field));
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,145 @@
+/**
+ * The four partner operations (Get/New/Set/Remove-CsXmppAllowedPartner) on top of the store.
+ * Both command-line forms (`partner new --identity ...` and PowerShell cmdlet lines) end here,
+ * so they behave identically. Checks run before anything is written; WhatIf runs the same code
+ * on a copy and writes nothing.
+ */
+import { UsageError } from '../errors.js';
+import { matchesWildcard } from '../cli/wildcard.js';
+import type { PartnerDocument } from './partner-file.js';
+import type { PartnerList } from './partner-list.js';
+import type { PartnerStore } from './partner-store.js';
+import type { PartnerChanges, PartnerRecord } from './types.js';
+import { applyChanges, checkCombination, newRecord } from './validate.js';
+
+const NEGOTIATION_PROPERTIES = ['TlsNegotiation', 'SaslNegotiation', 'SupportDialbackNegotiation'] as const;
+
+export interface EditResult {
+  /** The records as they are (or, with WhatIf, would be) after the operation. */
+  readonly records: PartnerRecord[];
+  /** Non-fatal combination warnings (design.md section 3), printed unless -Force. */
+  readonly warnings: string[];
+}
+
+export function selectPartners(list: PartnerList, query: { identity?: string; filter?: string }): PartnerRecord[] {
+  if (query.identity !== undefined) {
+    const record = list.byIdentity(query.identity);
+    if (!record) throw missingPartner(list, query.identity);
+    return [record];
+  }
+  if (query.filter !== undefined) {
+    const filter = query.filter;
+    return list.records.filter((r) => matchesWildcard(filter, r.Identity));
+  }
+  return [...list.records];
+}
+
+/** New-CsXmppAllowedPartner: builds the record (not saved when inMemory / whatIf). */
+export async function createPartner(
+  store: PartnerStore,
+  identity: string,
+  changes: PartnerChanges,
+  opts: { whatIf?: boolean; inMemory?: boolean },
+): Promise<EditResult> {
+  const record = applyChanges(newRecord(identity), changes);
+  const warnings = checkRecord(record);
+  if (opts.inMemory) return { records: [record], warnings };
+  return store.edit(
+    (doc) => {
+      if (doc.indexOf(identity) >= 0) throw new UsageError(`a partner with Identity '${identity}' already exists`, 'Identity');
+      checkDomainsFree(doc, record);
+      doc.add(record);
+      return { records: [record], warnings };
+    },
+    { dryRun: opts.whatIf ?? false },
+  );
+}
+
+export interface SetTarget {
+  readonly identity: string;
+  /** A whole record to commit (-Instance or piped input); explicit changes apply on top. */
+  readonly instance?: PartnerRecord;
+}
+
+/**
+ * Set-CsXmppAllowedPartner on one or more partners in one locked transaction. An -Instance for a
+ * partner that does not exist yet creates it (committing a `New -InMemory` record).
+ */
+export async function updatePartners(
+  store: PartnerStore,
+  targets: readonly SetTarget[],
+  changes: PartnerChanges,
+  opts: { whatIf?: boolean },
+): Promise<EditResult> {
+  return store.edit(
+    (doc) => {
+      const records: PartnerRecord[] = [];
+      const warnings: string[] = [];
+      for (const target of targets) {
+        const index = doc.indexOf(target.identity);
+        if (index < 0 && !target.instance) throw missingPartner(doc, target.identity);
+        const base = target.instance ?? doc.records[index];
+        if (!base) throw missingPartner(doc, target.identity);
+        const record = applyChanges(base, changes);
+        const recordWarnings = checkRecord(record);
+        // Warn when this command decides the combination (a new record, or a negotiation property
+        // changed), not on every unrelated edit of a record that already carried the warning.
+        const stored = doc.records[index];
+        if (!stored || NEGOTIATION_PROPERTIES.some((p) => stored[p] !== record[p])) warnings.push(...recordWarnings);
+        checkDomainsFree(doc, record);
+        if (index < 0) doc.add(record);
+        else doc.replace(index, record);
+        records.push(record);
+      }
+      return { records, warnings };
+    },
+    { dryRun: opts.whatIf ?? false },
+  );
+}
+
+/** Remove-CsXmppAllowedPartner: all named partners must exist, else nothing is removed. */
+export async function removePartners(
+  store: PartnerStore,
+  identities: readonly string[],
+  opts: { whatIf?: boolean },
+): Promise<EditResult> {
+  return store.edit(
+    (doc) => {
+      const records: PartnerRecord[] = [];
+      for (const identity of identities) {
+        const index = doc.indexOf(identity);
+        const record = doc.records[index];
+        if (index < 0 || !record) throw missingPartner(doc, identity);
+        records.push(record);
+        doc.remove(index);
+      }
+      return { records, warnings: [] };
+    },
+    { dryRun: opts.whatIf ?? false },
+  );
+}
+
+/** Invalid combinations throw; warnings are returned (with the partner's name in front). */
+function checkRecord(record: PartnerRecord): string[] {
+  const { errors, warnings } = checkCombination(record);
+  if (errors[0]) throw new UsageError(`${record.Identity}: invalid combination: ${errors[0]}`, 'TlsNegotiation');
+  return warnings.map((w) => `${record.Identity}: ${w}`);
+}
+
+function checkDomainsFree(doc: PartnerDocument, record: PartnerRecord): void {
+  for (const other of doc.records) {
+    if (other.Identity === record.Identity) continue;
+    for (const domain of [record.Identity, ...record.AdditionalDomains]) {
+      if (domain === other.Identity || other.AdditionalDomains.includes(domain)) {
+        const field = domain === record.Identity ? 'Identity' : 'AdditionalDomains';
+        throw new UsageError(`domain '${domain}' already belongs to partner '${other.Identity}'`, field);
+      }
+    }
+  }
+}
+
+function missingPartner(list: { records: readonly PartnerRecord[] }, identity: string): UsageError {
+  const owner = list.records.find((r) => r.AdditionalDomains.includes(identity));
+  const hint = owner ? ` (it is an additional domain of '${owner.Identity}')` : '';
+  return new UsageError(`no partner with Identity '${identity}'${hint}`, 'Identity');
+}

@@ -1,0 +1,65 @@
+/**
+ * The partners file on disk. Reads are lock-free (the file is only ever replaced atomically);
+ * edits run read-modify-write under an inter-process lock (proper-lockfile: a lock directory with
+ * stale-lock recovery), so concurrent CLI invocations serialise and none loses another's change.
+ * A file that fails validation is never written back: the edit throws before anything is written.
+ */
+import { readFile } from 'node:fs/promises';
+import lockfile from 'proper-lockfile';
+import { ConfigError } from '../errors.js';
+import { writeFileAtomic } from './atomic-write.js';
+import { PartnerDocument } from './partner-file.js';
+import { PartnerList } from './partner-list.js';
+
+const LOCK_OPTIONS = {
+  realpath: false,
+  stale: 10_000,
+  update: 2_000,
+  retries: { retries: 400, factor: 1.2, minTimeout: 5, maxTimeout: 100, randomize: true },
+};
+
+export class PartnerStore {
+  constructor(readonly file: string) {}
+
+  /** Reads and validates the file; a missing or empty file is an empty list. */
+  async readDocument(): Promise<PartnerDocument> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') text = '';
+      else throw new ConfigError(`cannot read partner file: ${(err as Error).message}`, this.file);
+    }
+    return PartnerDocument.parse(text, this.file);
+  }
+
+  async read(): Promise<PartnerList> {
+    return new PartnerList((await this.readDocument()).records);
+  }
+
+  /**
+   * Runs `edit` on the current document under the lock and writes the result atomically unless
+   * `dryRun` (WhatIf) or the edit made no change. Validation errors leave the file untouched.
+   */
+  async edit<T>(edit: (doc: PartnerDocument) => T, opts: { dryRun?: boolean } = {}): Promise<T> {
+    if (opts.dryRun) return edit(await this.readDocument());
+    let release: () => Promise<void>;
+    try {
+      release = await lockfile.lock(this.file, LOCK_OPTIONS);
+    } catch (err) {
+      throw new ConfigError(`cannot lock partner file for writing: ${(err as Error).message}`, this.file);
+    }
+    try {
+      const doc = await this.readDocument();
+      const before = doc.toString();
+      const result = edit(doc);
+      doc.validateList();
+      const after = doc.toString();
+      if (after !== before) await writeFileAtomic(this.file, after);
+      return result;
+    } finally {
+      await release();
+    }
+  }
+}
