@@ -1,0 +1,206 @@
+/**
+ * Runs one PowerShell command line of the *-CsXmppAllowedPartner cmdlets: statements,
+ * `$variables` (for the `New -InMemory` ⇒ edit ⇒ `Set -Instance` flow), pipelines into
+ * Set/Remove, and Where-Object filters. Parsing is powershell-line.ts; the partner cmdlets
+ * themselves run through the same PartnerInvocation as the `partner` long-option form.
+ */
+import { UsageError } from '../errors.js';
+import { toJsonRecord } from '../policy/record-json.js';
+import type { PartnerRecord } from '../policy/types.js';
+import { applyChanges, domainList, domainValue, FieldError, propertyName, propertyValue } from '../policy/validate.js';
+import { executePartner, type ExecutionContext } from './partner-executor.js';
+import {
+  applyParameter,
+  CMDLET_NAMES,
+  newInvocation,
+  resolveParameter,
+  SWITCH,
+  type ArgValue,
+  type Verb,
+} from './partner-invocation.js';
+import { evaluateFilter, parsePowerShellLine, type Command, type Pipeline, type Value } from './powershell-line.js';
+
+const VERB_BY_CMDLET = new Map(Object.entries(CMDLET_NAMES).map(([verb, name]) => [name.toLowerCase(), verb as Verb]));
+const WHERE_NAMES = new Set(['where-object', 'where', '?']);
+const SWITCH_PARAMETERS = new Set(['LocalStore', 'Confirm', 'Force', 'InMemory', 'WhatIf']);
+
+export function isCmdletName(name: string): boolean {
+  return VERB_BY_CMDLET.has(name.toLowerCase());
+}
+
+/**
+ * `xmpp-gateway Get-CsXmppAllowedPartner -Filter *.org`: the shell has already removed quotes,
+ * so plain values are re-quoted for PowerShell; values that are PowerShell syntax themselves
+ * (`$False`, `@{Add="x"}`, `"a","b"`) pass through, and `a,b` stays a comma list.
+ */
+export function argvToPowerShellLine(command: string, args: readonly string[]): string {
+  const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
+  const parts = args.map((arg) => {
+    if (/^-[A-Za-z][\w]*(:.*)?$/.test(arg)) return arg;
+    if (/^[$@{("']/.test(arg)) return arg;
+    if (arg.includes(',')) return arg.split(',').map((s) => quote(s.trim())).join(',');
+    return quote(arg);
+  });
+  return [command, ...parts].join(' ');
+}
+
+export interface CmdletLineResult {
+  readonly records: PartnerRecord[];
+  /** Whether the line ends in something that prints records (Get, Where-Object, -InMemory, -WhatIf, a variable). */
+  readonly printsRecords: boolean;
+}
+
+export async function runCmdletLine(line: string, ctx: ExecutionContext): Promise<CmdletLineResult> {
+  const statements = parsePowerShellLine(line);
+  const variables = new Map<string, PartnerRecord[]>();
+  const output: PartnerRecord[] = [];
+  let printsRecords = false;
+  for (const statement of statements) {
+    if (statement.kind === 'pipeline') {
+      const result = await runPipeline(statement, variables, ctx);
+      output.push(...result.records);
+      printsRecords ||= result.prints;
+      continue;
+    }
+    const name = statement.variable.toLowerCase();
+    if (statement.path.length === 0) {
+      const value = statement.value;
+      if (value.kind === 'pipeline') variables.set(name, (await runPipeline(value, variables, ctx)).records);
+      else variables.set(name, recordsOf(value, variables, `$${statement.variable}`));
+      continue;
+    }
+    const records = variables.get(name);
+    if (!records) throw new UsageError(`$${statement.variable} is not set (assign it first, e.g. $${statement.variable} = New-CsXmppAllowedPartner ... -InMemory)`);
+    if (statement.path.length !== 1 || statement.value.kind === 'pipeline') {
+      throw new UsageError(`only $${statement.variable}.<Property> = <value> can be assigned`);
+    }
+    variables.set(name, records.map((r) => setProperty(r, statement.path[0]!, toArg(statement.value as Value, variables))));
+  }
+  return { records: output, printsRecords };
+}
+
+async function runPipeline(
+  pipeline: Pipeline,
+  variables: Map<string, PartnerRecord[]>,
+  ctx: ExecutionContext,
+): Promise<{ records: PartnerRecord[]; prints: boolean }> {
+  let records: PartnerRecord[] | undefined = pipeline.input ? recordsOf(pipeline.input, variables, 'pipeline input') : undefined;
+  let prints = pipeline.commands.length === 0;
+  for (const command of pipeline.commands) {
+    const lower = command.name.toLowerCase();
+    if (WHERE_NAMES.has(lower)) {
+      if (!command.filter) throw new UsageError(`${command.name} needs a filter such as {$_.SaslNegotiation -eq "Required"}`);
+      const filter = command.filter;
+      records = (records ?? []).filter((r) => evaluateFilter(filter, toJsonRecord(r)));
+      prints = true;
+      continue;
+    }
+    const verb = VERB_BY_CMDLET.get(lower);
+    if (!verb) {
+      throw new UsageError(`unknown command '${command.name}': this command line knows ${Object.values(CMDLET_NAMES).join(', ')} and Where-Object`);
+    }
+    if (records !== undefined && (verb === 'get' || verb === 'new')) {
+      throw new UsageError(`${CMDLET_NAMES[verb]} does not accept pipelined input`);
+    }
+    const inv = invocationFor(verb, command, variables);
+    records = await executePartner(inv, ctx, records);
+    prints = verb === 'get' || inv.inMemory || inv.whatIf;
+  }
+  return { records: records ?? [], prints };
+}
+
+function invocationFor(verb: Verb, command: Command, variables: Map<string, PartnerRecord[]>) {
+  const inv = newInvocation(verb);
+  const positional: Value[] = command.arguments.map((a) => a.value);
+  const seen = new Set<string>();
+  for (const p of command.parameters) {
+    const param = resolveParameter(verb, p.name);
+    if (seen.has(param)) throw new UsageError(`-${param} is given more than once`, param);
+    seen.add(param);
+    if (SWITCH_PARAMETERS.has(param) && p.value !== null && !p.colon) {
+      // `-WhatIf contoso.com`: a switch takes no value; the word after it is positional.
+      positional.push(p.value);
+      applyParameter(inv, param, SWITCH);
+      continue;
+    }
+    applyParameter(inv, param, p.value === null ? SWITCH : toArg(p.value, variables));
+  }
+  // Identity is the cmdlets' first positional parameter (Get-CsXmppAllowedPartner contoso.com).
+  if (positional.length > 0) {
+    if (positional.length > 1 || seen.has('Identity')) {
+      throw new UsageError(`${CMDLET_NAMES[verb]} takes at most one positional value (the Identity)`);
+    }
+    applyParameter(inv, 'Identity', toArg(positional[0]!, variables));
+  }
+  return inv;
+}
+
+function toArg(value: Value, variables: Map<string, PartnerRecord[]>): ArgValue {
+  switch (value.kind) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+      return value.value;
+    case 'null':
+      return null;
+    case 'array':
+      return value.items.map((v) => toArg(v, variables));
+    case 'hashtable': {
+      const add: ArgValue[] = [];
+      const remove: ArgValue[] = [];
+      let replace: ArgValue[] | undefined;
+      for (const entry of value.entries) {
+        const key = entry.key.toLowerCase();
+        const v = toArg(entry.value, variables);
+        const items = Array.isArray(v) ? v : [v];
+        if (key === 'add') add.push(...items);
+        else if (key === 'remove') remove.push(...items);
+        else if (key === 'replace') replace = items;
+        else throw new UsageError(`@{${entry.key}=...} is not a list modifier: use @{Add=...}, @{Remove=...} or @{Replace=...}`);
+      }
+      if (replace) {
+        if (add.length || remove.length) throw new UsageError('@{Replace=...} cannot be combined with Add or Remove');
+        return replace;
+      }
+      return { kind: 'modifier', add, remove };
+    }
+    case 'variable': {
+      const records = variables.get(value.name.toLowerCase());
+      if (!records) throw new UsageError(`$${value.name} is not set`);
+      if (value.path.length === 0) return { kind: 'records', records };
+      const name = propertyName(value.path[0]!);
+      if (!name || value.path.length > 1) throw new UsageError(`$${value.name}.${value.path.join('.')} is not a partner property`);
+      const got = records[0]?.[name];
+      return Array.isArray(got) ? [...got] : (got as ArgValue);
+    }
+    case 'scriptblock':
+      throw new UsageError('a script block {...} is only understood by Where-Object');
+  }
+}
+
+function recordsOf(value: Value, variables: Map<string, PartnerRecord[]>, what: string): PartnerRecord[] {
+  if (value.kind === 'variable' && value.path.length === 0) {
+    const records = variables.get(value.name.toLowerCase());
+    if (records) return records;
+    throw new UsageError(`$${value.name} is not set`);
+  }
+  throw new UsageError(`${what} must be partner records (a $variable holding them)`);
+}
+
+/** `$p.Description = "x"`: the same typing and validation as -Description "x". */
+function setProperty(record: PartnerRecord, property: string, value: ArgValue): PartnerRecord {
+  const name = propertyName(property);
+  if (!name) throw new UsageError(`'${property}' is not a partner property`, property);
+  try {
+    if (name === 'Identity') return { ...record, Identity: domainValue(name, value) };
+    if (name === 'AdditionalDomains') {
+      const list = Array.isArray(value) ? value : value === null ? [] : [value];
+      return applyChanges(record, { AdditionalDomains: { replace: domainList(name, list) } });
+    }
+    if (Array.isArray(value) || (value !== null && typeof value === 'object')) throw new FieldError(name, 'takes one value');
+    return applyChanges(record, { [name]: propertyValue(name, value === '' ? null : value) });
+  } catch (err) {
+    if (err instanceof FieldError) throw new UsageError(`$_.${name}: ${err.message}`, name);
+    throw err;
+  }
+}

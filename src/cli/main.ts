@@ -1,0 +1,165 @@
+/**
+ * xmpp-gateway command line.
+ *
+ *   xmpp-gateway [--config FILE] [--json] serve
+ *   xmpp-gateway [--config FILE] [--json] status
+ *   xmpp-gateway [--config FILE] [--json] partner get|new|set|remove [--options]
+ *   xmpp-gateway [--config FILE] [--json] cmdlet '<one PowerShell command line>'
+ *   xmpp-gateway [--config FILE] [--json] Get-CsXmppAllowedPartner -Filter "*.org"
+ *
+ * `--config` and `--json` may stand before or after the command word. Results go to stdout;
+ * warnings and errors go to stderr, errors as one line, with a non-zero exit status.
+ */
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { DEFAULT_CONFIG_PATH, loadGatewayConfig } from '../config/load.js';
+import { GatewayError } from '../errors.js';
+import { PartnerStore } from '../policy/partner-store.js';
+import type { PartnerRecord } from '../policy/types.js';
+import { argvToPowerShellLine, isCmdletName, runCmdletLine } from './cmdlet-runner.js';
+import { formatJson, formatList } from './output.js';
+import type { ExecutionContext } from './partner-executor.js';
+import { executePartner } from './partner-executor.js';
+import { parsePartnerOptions } from './partner-options.js';
+import { parseRecords } from './record-input.js';
+
+const USAGE = `usage: xmpp-gateway [--config FILE] [--json] <command>
+
+commands:
+  serve                               run the gateway
+  status                              list the running gateway's live streams
+  partner get    [--identity D | --filter PATTERN] [--local-store]
+  partner new    --identity D | --domain D  [property options] [--what-if] [--confirm] [--force] [--in-memory]
+  partner set    [--identity D | --instance FILE|-] [property options] [--what-if] [--confirm] [--force]
+  partner remove [--identity D] [--what-if] [--confirm] [--force]
+  cmdlet '<PowerShell line>'          e.g. 'Get-CsXmppAllowedPartner | Where-Object {$_.SaslNegotiation -eq "Required"}'
+  Get-CsXmppAllowedPartner ...        the cmdlets by name, with PowerShell-style parameters
+
+property options: --additional-domains D1,D2  --add-domain D  --remove-domain D  --clear-additional-domains
+  --partner-type Federated|PublicVerified|PublicUnverified  --tls-negotiation Required|Optional|NotSupported
+  --sasl-negotiation Required|Optional|NotSupported  --support-dialback-negotiation true|false
+  --connection-limit N  --enable-keep-alive true|false  --proxy-fqdn HOST[:PORT]  --description TEXT
+set and remove read partner records piped on stdin (JSON or list view) when no --identity is given.
+`;
+
+interface GlobalOptions {
+  configPath: string;
+  json: boolean;
+  rest: string[];
+}
+
+export function splitGlobalOptions(argv: readonly string[]): GlobalOptions {
+  const out: GlobalOptions = { configPath: DEFAULT_CONFIG_PATH, json: false, rest: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--json') out.json = true;
+    else if (arg === '--config') {
+      const value = argv[++i];
+      if (value === undefined) throw new GatewayError('GW_ERR_USAGE', '--config needs a file name');
+      out.configPath = value;
+    } else if (arg.startsWith('--config=')) out.configPath = arg.slice('--config='.length);
+    else out.rest.push(arg);
+  }
+  return out;
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const { configPath, json, rest } = splitGlobalOptions(argv);
+  const [command, ...args] = rest;
+  const out = (text: string) => process.stdout.write(text);
+  const warn = (text: string) => process.stderr.write(`WARNING: ${text}\n`);
+
+  if (!command || command === 'help' || command === '--help' || command === '-h') {
+    out(USAGE);
+    return command ? 0 : 1;
+  }
+  if (command === 'serve') {
+    const { serve } = await import('../gateway.js');
+    return serve(configPath, args);
+  }
+  if (command === 'status') {
+    const { status } = await import('../admin/status-command.js');
+    return status(configPath, json);
+  }
+
+  const config = await loadGatewayConfig(configPath, warn);
+  const store = new PartnerStore(config.partners);
+  const ctx: ExecutionContext = {
+    store,
+    localStorePath: config.localStore,
+    readPipedRecords: () => readStdinRecords(),
+    ask: process.stdin.isTTY ? askOnTerminal : undefined,
+    warn,
+    whatIfLine: (line) => (json ? process.stderr : process.stdout).write(`${line}\n`),
+  };
+  const print = (records: readonly PartnerRecord[], always: boolean) => {
+    if (json) {
+      if (always || records.length > 0) out(formatJson(records));
+    } else out(formatList(records));
+  };
+
+  if (command === 'partner') {
+    const inv = await parsePartnerOptions(args, readInstanceSource);
+    const records = await executePartner(inv, ctx);
+    print(records, inv.verb === 'get' || inv.inMemory || inv.whatIf);
+    return 0;
+  }
+  if (command === 'cmdlet') {
+    if (args.length !== 1) throw new GatewayError('GW_ERR_USAGE', "cmdlet takes one quoted PowerShell command line, e.g. cmdlet 'Get-CsXmppAllowedPartner'");
+    const result = await runCmdletLine(args[0]!, ctx);
+    print(result.records, result.printsRecords);
+    return 0;
+  }
+  if (isCmdletName(command)) {
+    const result = await runCmdletLine(argvToPowerShellLine(command, args), ctx);
+    print(result.records, result.printsRecords);
+    return 0;
+  }
+  throw new GatewayError('GW_ERR_USAGE', `unknown command '${command}' (try: xmpp-gateway help)`);
+}
+
+async function readInstanceSource(source: string): Promise<PartnerRecord[]> {
+  if (source === '-') return readStdinRecords();
+  let text: string;
+  try {
+    text = await readFile(source, 'utf8');
+  } catch (err) {
+    throw new GatewayError('GW_ERR_USAGE', `--instance: cannot read ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseRecords(text, source);
+}
+
+let stdinRecords: Promise<PartnerRecord[]> | undefined;
+
+/** Piped partner records; nothing when stdin is a terminal (nobody is piping). */
+function readStdinRecords(): Promise<PartnerRecord[]> {
+  stdinRecords ??= (async () => {
+    if (process.stdin.isTTY) return [];
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return parseRecords(Buffer.concat(chunks).toString('utf8'), 'stdin');
+  })();
+  return stdinRecords;
+}
+
+async function askOnTerminal(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await new Promise<string>((resolve) => rl.question(question, resolve));
+    return /^\s*(y|yes)?\s*$/i.test(answer);
+  } finally {
+    rl.close();
+  }
+}
+
+/** Entry point used by bin/xmpp-gateway: one error line, non-zero exit. */
+export async function run(argv: readonly string[]): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`error: ${message.split('\n')[0]}\n`);
+    if (process.env.XMPP_GATEWAY_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof GatewayError ? 1 : 70;
+  }
+}

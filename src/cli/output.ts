@@ -1,0 +1,28 @@
+/**
+ * How records are printed: PowerShell's list view (Format-List) for people, a JSON array for
+ * scripts (`--json`). Both show every property, defaults included, in canonical order.
+ */
+import { toJsonRecord } from '../policy/record-json.js';
+import { PROPERTY_NAMES, type PartnerRecord } from '../policy/types.js';
+
+const LABEL_WIDTH = Math.max(...PROPERTY_NAMES.map((n) => n.length));
+
+export function formatValue(value: unknown): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'boolean') return value ? 'True' : 'False';
+  if (Array.isArray(value)) return `{${value.join(', ')}}`;
+  return String(value);
+}
+
+/** Format-List: a blank line, then `Name : value` lines per record, records separated by blank lines. */
+export function formatList(records: readonly PartnerRecord[]): string {
+  if (records.length === 0) return '';
+  const blocks = records.map((r) =>
+    PROPERTY_NAMES.map((name) => `${name.padEnd(LABEL_WIDTH)} : ${formatValue(r[name])}`.trimEnd()).join('\n'),
+  );
+  return `\n${blocks.join('\n\n')}\n\n`;
+}
+
+export function formatJson(records: readonly PartnerRecord[]): string {
+  return `${JSON.stringify(records.map(toJsonRecord), null, 2)}\n`;
+}

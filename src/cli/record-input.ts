@@ -1,0 +1,70 @@
+/**
+ * Reads partner records given as input to `set`/`remove` (piped stdin, `--instance FILE|-`):
+ * a JSON array (what `--json` prints), one JSON record per line, or PowerShell list view (what
+ * `get` prints without `--json`), so `xmpp-gateway partner get | xmpp-gateway partner set ...`
+ * works either way.
+ */
+import { UsageError } from '../errors.js';
+import { propertyName, recordFromObject, FieldError } from '../policy/validate.js';
+import type { PartnerRecord } from '../policy/types.js';
+
+export function parseRecords(text: string, source: string): PartnerRecord[] {
+  const trimmed = text.trim();
+  if (trimmed === '') return [];
+  const objects = trimmed.startsWith('[') || trimmed.startsWith('{') ? parseJson(trimmed, source) : parseListView(trimmed, source);
+  return objects.map((obj, i) => {
+    try {
+      return recordFromObject(obj);
+    } catch (err) {
+      if (err instanceof FieldError) throw new UsageError(`${source}: record ${i + 1}: ${err.field}: ${err.message}`, err.field);
+      throw err;
+    }
+  });
+}
+
+function parseJson(text: string, source: string): Record<string, unknown>[] {
+  const parseOne = (t: string): unknown => {
+    try {
+      return JSON.parse(t);
+    } catch (err) {
+      throw new UsageError(`${source}: not valid JSON: ${(err as Error).message}`);
+    }
+  };
+  let values: unknown[];
+  if (text.startsWith('[')) {
+    const parsed = parseOne(text);
+    values = Array.isArray(parsed) ? parsed : [parsed];
+  } else {
+    values = text.split('\n').filter((l) => l.trim() !== '').map(parseOne);
+    values = values.flatMap((v) => (Array.isArray(v) ? v : [v]));
+  }
+  return values.map((v, i) => {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw new UsageError(`${source}: record ${i + 1} is not a JSON object`);
+    return v as Record<string, unknown>;
+  });
+}
+
+/** PowerShell Format-List: `Name : value` lines, records separated by blank lines. */
+function parseListView(text: string, source: string): Record<string, unknown>[] {
+  return text.split(/\n\s*\n/).map((block, i) => {
+    const obj: Record<string, unknown> = {};
+    for (const line of block.split('\n')) {
+      const m = /^(\w+)\s*:\s?(.*)$/.exec(line.trimEnd());
+      if (!m) throw new UsageError(`${source}: record ${i + 1}: cannot read line '${line}'`);
+      const name = propertyName(m[1] ?? '');
+      if (!name) throw new UsageError(`${source}: record ${i + 1}: unknown property '${m[1]}'`);
+      const raw = (m[2] ?? '').trim();
+      obj[name] = listViewValue(name, raw);
+    }
+    return obj;
+  });
+}
+
+function listViewValue(name: string, raw: string): unknown {
+  if (name === 'AdditionalDomains') {
+    const inner = raw.replace(/^\{|\}$/g, '').trim();
+    return inner === '' ? [] : inner.split(',').map((s) => s.trim());
+  }
+  if (raw === '') return null;
+  return raw;
+}

@@ -1,0 +1,361 @@
+/**
+ * The partner command line, run as a real process against real files: every seed example,
+ * the long-option form, JSON and list output, pipes, and that bad input changes nothing.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import { tempConfig, type TempConfig } from '../helpers/cli.js';
+
+let t: TempConfig;
+afterEach(async () => {
+  await t?.cleanup();
+});
+
+async function json(args: string[], stdin?: string) {
+  const r = await t.cli(['--json', ...args], { stdin });
+  expect(r.stderr, r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as Record<string, unknown>[];
+}
+
+const THREE = `- Identity: contoso.com
+  AdditionalDomains: [europe.contoso.com]
+  PartnerType: Federated
+- Identity: xmpp.contoso.org
+  SaslNegotiation: Optional
+- Identity: xmpp.fabrikam.org
+  SaslNegotiation: Required
+  SupportDialbackNegotiation: false
+`;
+
+describe('seed examples, as cmdlet lines', () => {
+  it('Get-CsXmppAllowedPartner returns every partner with defaults filled in', async () => {
+    t = await tempConfig(THREE);
+    const all = await json(['cmdlet', 'Get-CsXmppAllowedPartner']);
+    expect(all.map((r) => r.Identity)).toEqual(['contoso.com', 'xmpp.contoso.org', 'xmpp.fabrikam.org']);
+    expect(all[1]).toEqual({
+      Identity: 'xmpp.contoso.org',
+      AdditionalDomains: [],
+      ConnectionLimit: null,
+      Description: null,
+      EnableKeepAlive: true,
+      PartnerType: 'PublicUnverified',
+      ProxyFqdn: null,
+      SaslNegotiation: 'Optional',
+      SupportDialbackNegotiation: true,
+      TlsNegotiation: 'Required',
+    });
+  });
+
+  it('Get-CsXmppAllowedPartner -Identity returns one partner', async () => {
+    t = await tempConfig(THREE);
+    const one = await json(['cmdlet', 'Get-CsXmppAllowedPartner -Identity "xmpp.contoso.org"']);
+    expect(one.map((r) => r.Identity)).toEqual(['xmpp.contoso.org']);
+  });
+
+  it('Get-CsXmppAllowedPartner - Filter "*.org" (the seed typo) filters by wildcard', async () => {
+    t = await tempConfig(THREE);
+    for (const line of ['Get-CsXmppAllowedPartner - Filter "*.org"', 'Get-CsXmppAllowedPartner -Filter "*.org"']) {
+      const found = await json(['cmdlet', line]);
+      expect(found.map((r) => r.Identity)).toEqual(['xmpp.contoso.org', 'xmpp.fabrikam.org']);
+    }
+  });
+
+  it('Get-CsXmppAllowedPartner | Where-Object {$_.SaslNegotiation -eq "Required"}', async () => {
+    t = await tempConfig(THREE);
+    const found = await json(['cmdlet', 'Get-CsXmppAllowedPartner | Where-Object {$_.SaslNegotiation -eq "Required"}']);
+    expect(found.map((r) => r.Identity)).toEqual(['contoso.com', 'xmpp.fabrikam.org']);
+  });
+
+  it('New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified"', async () => {
+    t = await tempConfig();
+    const r = await t.cli(['cmdlet', 'New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified" -Force']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
+    expect(rec?.PartnerType).toBe('PublicVerified');
+  });
+
+  it('New-CsXmppAllowedPartner -Identity "fabrikam.com" -AdditionalDomains "research.fabrikam2.com"', async () => {
+    t = await tempConfig();
+    const r = await t.cli(['cmdlet', 'New-CsXmppAllowedPartner -Identity "fabrikam.com" -AdditionalDomains "research.fabrikam2.com"']);
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'fabrikam.com']);
+    expect(rec?.AdditionalDomains).toEqual(['research.fabrikam2.com']);
+    // The default record (SASL Required, dialback on) leaves dialback unused: a warning, saved anyway.
+    expect(r.stderr).toMatch(/^WARNING: fabrikam\.com: .*dialback never runs/m);
+  });
+
+  it('New-CsXmppAllowedPartner -Domain with a comma list of AdditionalDomains', async () => {
+    t = await tempConfig();
+    const r = await t.cli(['cmdlet', 'New-CsXmppAllowedPartner -Domain "fabrikam.com" -AdditionalDomains "fabrikam2.com","fabrikam3.com" -Force']);
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'fabrikam.com']);
+    expect(rec?.AdditionalDomains).toEqual(['fabrikam2.com', 'fabrikam3.com']);
+  });
+
+  it('Set-CsXmppAllowedPartner -Identity "contoso.com" -SupportDialbackNegotiation $False', async () => {
+    t = await tempConfig(THREE);
+    const r = await t.cli(['cmdlet', 'Set-CsXmppAllowedPartner -Identity "contoso.com" -SupportDialbackNegotiation $False']);
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
+    expect(rec?.SupportDialbackNegotiation).toBe(false);
+  });
+
+  it('Get-CsXmppAllowedPartner | Set-CsXmppAllowedPartner -SaslNegotiation "Required"', async () => {
+    t = await tempConfig(THREE);
+    const r = await t.cli(['cmdlet', 'Get-CsXmppAllowedPartner | Set-CsXmppAllowedPartner -SaslNegotiation "Required" -Force']);
+    expect(r.code).toBe(0);
+    const all = await json(['partner', 'get']);
+    expect(all.map((p) => p.SaslNegotiation)).toEqual(['Required', 'Required', 'Required']);
+  });
+
+  it('Set-CsXmppAllowedPartner -AdditionalDomains @{Add="na.contoso.com"}', async () => {
+    t = await tempConfig(THREE);
+    const r = await t.cli(['cmdlet', 'Set-CsXmppAllowedPartner -Identity "contoso.com" -AdditionalDomains @{Add="na.contoso.com"}']);
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
+    expect(rec?.AdditionalDomains).toEqual(['europe.contoso.com', 'na.contoso.com']);
+  });
+
+  it('Set-CsXmppAllowedPartner -AdditionalDomains @{Remove="europe.contoso.com"}', async () => {
+    t = await tempConfig(THREE.replace('[europe.contoso.com]', '[europe.contoso.com, asia.contoso.com]'));
+    const r = await t.cli(['cmdlet', 'Set-CsXmppAllowedPartner -Identity "contoso.com" -AdditionalDomains @{Remove="europe.contoso.com"}']);
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
+    expect(rec?.AdditionalDomains).toEqual(['asia.contoso.com']);
+  });
+
+  it('Set-CsXmppAllowedPartner -AdditionalDomains $Null clears the list', async () => {
+    t = await tempConfig(THREE);
+    const r = await t.cli(['cmdlet', 'Set-CsXmppAllowedPartner -Identity "contoso.com" -AdditionalDomains $Null']);
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
+    expect(rec?.AdditionalDomains).toEqual([]);
+    expect(await t.readPartners()).not.toContain('europe.contoso.com');
+  });
+
+  it('Remove-CsXmppAllowedPartner by -Identity and from a pipeline', async () => {
+    t = await tempConfig(THREE);
+    expect((await t.cli(['cmdlet', 'Remove-CsXmppAllowedPartner -Identity "contoso.com"'])).code).toBe(0);
+    expect((await json(['partner', 'get'])).map((r) => r.Identity)).toEqual(['xmpp.contoso.org', 'xmpp.fabrikam.org']);
+    const r = await t.cli(['cmdlet', 'Get-CsXmppAllowedPartner -Filter "*.fabrikam.org" | Remove-CsXmppAllowedPartner']);
+    expect(r.code).toBe(0);
+    expect((await json(['partner', 'get'])).map((r) => r.Identity)).toEqual(['xmpp.contoso.org']);
+  });
+
+  it('cmdlet names work directly as the first argument, PowerShell-style', async () => {
+    t = await tempConfig(THREE);
+    const found = await json(['Get-CsXmppAllowedPartner', '-Filter', '*.org']);
+    expect(found.map((r) => r.Identity)).toEqual(['xmpp.contoso.org', 'xmpp.fabrikam.org']);
+    const r = await t.cli(['Set-CsXmppAllowedPartner', '-Identity', 'contoso.com', '-EnableKeepAlive', '$False']);
+    expect(r.code).toBe(0);
+    expect((await json(['partner', 'get', '--identity', 'contoso.com']))[0]?.EnableKeepAlive).toBe(false);
+    const r2 = await t.cli(['Set-CsXmppAllowedPartner', '-Identity', 'contoso.com', '-AdditionalDomains', '@{Add="na.contoso.com"}']);
+    expect(r2.code).toBe(0);
+    expect((await json(['partner', 'get', '--identity', 'contoso.com']))[0]?.AdditionalDomains).toEqual(['europe.contoso.com', 'na.contoso.com']);
+  });
+
+  it('New -InMemory, edit the variable, Set -Instance commits it', async () => {
+    t = await tempConfig();
+    const r = await t.cli(['cmdlet', '$p = New-CsXmppAllowedPartner -Identity "mem.example" -InMemory -Force; $p.Description = "from memory"; Set-CsXmppAllowedPartner -Instance $p -Force']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'mem.example']);
+    expect(rec?.Description).toBe('from memory');
+  });
+});
+
+describe('long options, output and pipes', () => {
+  it('partner new with every property, list view and JSON agree', async () => {
+    t = await tempConfig();
+    const r = await t.cli([
+      'partner', 'new', '--identity', 'Bücher.Example', '--additional-domains', 'a.example,b.example',
+      '--partner-type', 'federated', '--tls-negotiation', 'Required', '--sasl-negotiation', 'Optional',
+      '--support-dialback-negotiation', 'true', '--connection-limit', '5', '--enable-keep-alive', 'false',
+      '--proxy-fqdn', 'proxy.example:5270', '--description', 'Books partner',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const [rec] = await json(['partner', 'get', '--identity', 'xn--bcher-kva.example']);
+    expect(rec).toMatchObject({
+      Identity: 'xn--bcher-kva.example', AdditionalDomains: ['a.example', 'b.example'], PartnerType: 'Federated',
+      SaslNegotiation: 'Optional', ConnectionLimit: 5, EnableKeepAlive: false, ProxyFqdn: 'proxy.example:5270',
+      Description: 'Books partner',
+    });
+    const list = await t.cli(['partner', 'get']);
+    expect(list.stdout).toContain('\nIdentity                   : xn--bcher-kva.example\n');
+    expect(list.stdout).toContain('AdditionalDomains          : {a.example, b.example}\n');
+    expect(list.stdout).toContain('EnableKeepAlive            : False\n');
+  });
+
+  it('--config and --json are accepted after the command word', async () => {
+    t = await tempConfig(THREE);
+    const { runCli } = await import('../helpers/cli.js');
+    const r = await runCli(['partner', 'get', '--filter', 'contoso*', '--config', t.config, '--json']);
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as { Identity: string }[]).map((x) => x.Identity)).toEqual(['contoso.com']);
+  });
+
+  it('get --json piped into set and remove', async () => {
+    t = await tempConfig(THREE);
+    const out = await t.cli(['--json', 'partner', 'get', '--filter', '*.org']);
+    const set = await t.cli(['partner', 'set', '--enable-keep-alive', 'false'], { stdin: out.stdout });
+    expect(set.code).toBe(0);
+    const all = await json(['partner', 'get']);
+    expect(all.map((r) => r.EnableKeepAlive)).toEqual([true, false, false]);
+    const rm = await t.cli(['partner', 'remove'], { stdin: out.stdout });
+    expect(rm.code).toBe(0);
+    expect((await json(['partner', 'get'])).map((r) => r.Identity)).toEqual(['contoso.com']);
+  });
+
+  it('list-view output piped into set is understood too', async () => {
+    t = await tempConfig(THREE);
+    const out = await t.cli(['partner', 'get', '--identity', 'contoso.com']);
+    const set = await t.cli(['partner', 'set', '--description', 'piped'], { stdin: out.stdout });
+    expect(set.stderr).toBe('');
+    expect((await json(['partner', 'get', '--identity', 'contoso.com']))[0]?.Description).toBe('piped');
+  });
+
+  it('--in-memory prints without saving; set --instance FILE creates it', async () => {
+    t = await tempConfig();
+    const mem = await t.cli(['--json', 'partner', 'new', '--identity', 'later.example', '--sasl-negotiation', 'NotSupported', '--in-memory']);
+    expect(mem.code).toBe(0);
+    expect(JSON.parse(mem.stdout)).toMatchObject([{ Identity: 'later.example', SaslNegotiation: 'NotSupported' }]);
+    expect(await json(['partner', 'get'])).toEqual([]);
+    const file = `${t.dir}/instance.json`;
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(file, mem.stdout);
+    const commit = await t.cli(['partner', 'set', '--instance', file]);
+    expect(commit.code).toBe(0);
+    expect(await json(['partner', 'get'])).toMatchObject([{ Identity: 'later.example', SaslNegotiation: 'NotSupported' }]);
+    const fromStdin = await t.cli(['partner', 'set', '--instance', '-', '--description', 'again'], { stdin: mem.stdout });
+    expect(fromStdin.code).toBe(0);
+    expect((await json(['partner', 'get']))[0]?.Description).toBe('again');
+  });
+
+  it('--what-if says what it would do and changes nothing', async () => {
+    t = await tempConfig(THREE);
+    const before = await t.readPartners();
+    const r = await t.cli(['partner', 'new', '--identity', 'new.example', '--sasl-negotiation', 'Optional', '--what-if']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('What if: Performing operation "New-CsXmppAllowedPartner" on Target "new.example".');
+    const rj = await t.cli(['--json', 'partner', 'remove', '--identity', 'contoso.com', '--what-if']);
+    expect(JSON.parse(rj.stdout)).toMatchObject([{ Identity: 'contoso.com' }]);
+    expect(rj.stderr).toContain('What if: Performing operation "Remove-CsXmppAllowedPartner" on Target "contoso.com".');
+    const rc = await t.cli(['cmdlet', 'Set-CsXmppAllowedPartner -Identity contoso.com -Description x -WhatIf']);
+    expect(rc.stdout).toContain('What if: Performing operation "Set-CsXmppAllowedPartner" on Target "contoso.com".');
+    expect(await t.readPartners()).toBe(before);
+  });
+
+  it('--confirm refuses without a terminal; -Confirm:$false does not ask', async () => {
+    t = await tempConfig(THREE);
+    const before = await t.readPartners();
+    const r = await t.cli(['partner', 'remove', '--identity', 'contoso.com', '--confirm']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/Confirm.*terminal/);
+    expect(await t.readPartners()).toBe(before);
+    const ok = await t.cli(['cmdlet', 'Remove-CsXmppAllowedPartner -Identity contoso.com -Confirm:$false']);
+    expect(ok.code).toBe(0);
+  });
+
+  it('-Force silences warnings; the record is saved either way', async () => {
+    t = await tempConfig();
+    const warned = await t.cli(['partner', 'new', '--identity', 'w.example', '--tls-negotiation', 'Optional']);
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toMatch(/WARNING: w\.example: TlsNegotiation Optional/);
+    const forced = await t.cli(['partner', 'new', '--identity', 'f.example', '--tls-negotiation', 'Optional', '--force']);
+    expect(forced.code).toBe(0);
+    expect(forced.stderr).toBe('');
+    expect((await json(['partner', 'get'])).map((r) => r.Identity)).toEqual(['w.example', 'f.example']);
+  });
+
+  it('an empty or missing partner file means no partners', async () => {
+    t = await tempConfig();
+    expect(await json(['partner', 'get'])).toEqual([]);
+    await t.writePartners('');
+    expect(await json(['partner', 'get'])).toEqual([]);
+    await t.writePartners('# nobody yet\n');
+    expect(await json(['partner', 'get'])).toEqual([]);
+    const r = await t.cli(['partner', 'new', '--identity', 'first.example', '--force']);
+    expect(r.code).toBe(0);
+    const text = await t.readPartners();
+    expect(text).toMatch(/^# nobody yet\n/);
+    expect(text).toContain('- Identity: first.example');
+  });
+});
+
+describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['unknown long option', ['partner', 'set', '--identity', 'contoso.com', '--colour', 'red'], /--colour/],
+    ['unknown cmdlet parameter', ['cmdlet', 'Set-CsXmppAllowedPartner -Identity contoso.com -Colour red'], /-Colour/],
+    ['bad enum value', ['partner', 'set', '--identity', 'contoso.com', '--tls-negotiation', 'Sometimes'], /TlsNegotiation.*'Sometimes'.*Required, Optional, NotSupported/],
+    ['bad enum in a cmdlet line', ['cmdlet', 'Set-CsXmppAllowedPartner -Identity contoso.com -PartnerType Friends'], /PartnerType.*'Friends'/],
+    ['bad number', ['partner', 'set', '--identity', 'contoso.com', '--connection-limit', 'ten'], /ConnectionLimit.*'ten'/],
+    ['negative number', ['partner', 'set', '--identity', 'contoso.com', '--connection-limit', '-1'], /ConnectionLimit/],
+    ['number beyond UInt32', ['partner', 'set', '--identity', 'contoso.com', '--connection-limit', '4294967296'], /ConnectionLimit.*UInt32/],
+    ['bad boolean', ['partner', 'set', '--identity', 'contoso.com', '--enable-keep-alive', 'maybe'], /EnableKeepAlive.*boolean/],
+    ['invalid domain', ['partner', 'new', '--identity', 'not a domain!'], /Identity.*not a valid domain/],
+    ['invalid additional domain', ['partner', 'set', '--identity', 'contoso.com', '--add-domain', '-bad-.example'], /AdditionalDomains.*not a valid domain/],
+    ['IP address as a domain', ['partner', 'new', '--identity', '192.0.2.1'], /IP address/],
+    ['duplicate Identity', ['partner', 'new', '--identity', 'contoso.com', '--force'], /already exists/],
+    ['domain owned by another partner', ['partner', 'new', '--identity', 'europe.contoso.com', '--force'], /europe\.contoso\.com.*already belongs to partner 'contoso\.com'/],
+    ['additional domain owned by another partner', ['partner', 'set', '--identity', 'xmpp.contoso.org', '--add-domain', 'xmpp.fabrikam.org'], /already belongs to partner 'xmpp\.fabrikam\.org'/],
+    ['missing partner on set', ['partner', 'set', '--identity', 'nobody.example', '--description', 'x'], /no partner with Identity 'nobody\.example'/],
+    ['missing partner on remove', ['cmdlet', 'Remove-CsXmppAllowedPartner -Identity nobody.example'], /no partner with Identity 'nobody\.example'/],
+    ['missing partner on get', ['partner', 'get', '--identity', 'nobody.example'], /no partner with Identity/],
+    ['invalid combination', ['partner', 'new', '--identity', 'x.example', '--tls-negotiation', 'NotSupported', '--sasl-negotiation', 'Required', '--support-dialback-negotiation', 'false'], /invalid combination.*TlsNegotiation NotSupported/],
+    ['invalid combination by set', ['partner', 'set', '--identity', 'xmpp.fabrikam.org', '--sasl-negotiation', 'NotSupported'], /invalid combination/],
+    ['Identity and Domain together', ['cmdlet', 'New-CsXmppAllowedPartner -Identity a.example -Domain b.example'], /-Identity or -Domain, not both/],
+    ['unreadable instance file', ['partner', 'set', '--instance', '/nonexistent/instance.json'], /cannot read \/nonexistent\/instance\.json/],
+    ['malformed cmdlet line', ['cmdlet', 'Get-CsXmppAllowedPartner -Identity "unterminated'], /unterminated/],
+    ['unknown cmdlet', ['cmdlet', 'Get-CsXmppFoo'], /Get-CsXmppFoo/],
+  ];
+  for (const [name, args, message] of cases) {
+    it(name, async () => {
+      t = await tempConfig(THREE);
+      const before = await readFile(t.partners);
+      const r = await t.cli(args);
+      expect(r.code).not.toBe(0);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^error: /);
+      expect(lines[0]).toMatch(message);
+      expect(r.stdout).toBe('');
+      expect(await readFile(t.partners)).toEqual(before);
+    });
+  }
+
+  it('an invalid partner file is never overwritten and the error names file, line and field', async () => {
+    const broken = THREE.replace('SaslNegotiation: Optional', 'SaslNegotiation: Sometimes');
+    t = await tempConfig(broken);
+    const r = await t.cli(['partner', 'new', '--identity', 'new.example', '--force']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(new RegExp(`^error: ${t.partners.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:5: SaslNegotiation: 'Sometimes' is not one of`));
+    expect(await t.readPartners()).toBe(broken);
+    const get = await t.cli(['partner', 'get']);
+    expect(get.code).not.toBe(0);
+    expect(get.stderr).toMatch(/partners\.yaml:5: SaslNegotiation/);
+  });
+
+  it('a YAML syntax error and an unknown property are reported with their line', async () => {
+    t = await tempConfig('- Identity: a.example\n  Bogus: 1\n');
+    const r = await t.cli(['partner', 'get']);
+    expect(r.stderr.trim()).toMatch(/partners\.yaml:2: Bogus: unknown property$/);
+    await t.writePartners('- Identity: a.example\n  Description: [unclosed\n');
+    const r2 = await t.cli(['partner', 'get']);
+    expect(r2.code).not.toBe(0);
+    expect(r2.stderr.trim()).toMatch(/partners\.yaml:\d+: invalid YAML/);
+    await t.writePartners('- Identity: a.example\n- Identity: b.example\n  AdditionalDomains: [A.example]\n');
+    const r3 = await t.cli(['partner', 'get']);
+    expect(r3.stderr.trim()).toMatch(/partners\.yaml:3: AdditionalDomains: domain a\.example already belongs to partner a\.example/);
+  });
+
+  it('a bad gateway.yaml is reported with file, line and field', async () => {
+    t = await tempConfig(THREE, 'connectionLimit: lots\n');
+    const r = await t.cli(['partner', 'get']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/gateway\.yaml:\d+: connectionLimit: "lots" is not a whole number/);
+  });
+});
