@@ -1,0 +1,53 @@
+/**
+ * What a stream needs from the running gateway, passed in explicitly (no globals): the policy
+ * snapshot, TLS material, limits, the dialback secret, and the services streams call into.
+ * gateway.ts builds the one instance.
+ */
+import type { GatewayConfig } from './config/schema.js';
+import type { Logger } from './log.js';
+import type { PartnerList } from './policy/partner-list.js';
+import type { ConnectionLimits } from './stream/connection-limits.js';
+import type { S2SStream } from './stream/s2s-stream.js';
+import type { StreamAuth } from './stream/stream-info.js';
+import type { TlsContexts } from './tls/tls-contexts.js';
+import type { Element } from './xml/ltx.js';
+
+/** Events a stream reports; gateway.ts turns them into logs and metrics, per partner. */
+export interface StreamEvents {
+  opened(stream: S2SStream): void;
+  /** A refusal (stream error, SASL failure or dialback error) and the rule that caused it. */
+  refused(stream: S2SStream, partner: string | null, rule: string, condition: string, text: string): void;
+  authenticated(stream: S2SStream, partner: string, domain: string, method: StreamAuth): void;
+  closed(stream: S2SStream): void;
+}
+
+/** Verifies a dialback key with the partner's authoritative server (XEP-0220 section 2.1.2). */
+export interface DialbackVerification {
+  verify(request: {
+    localDomain: string;
+    remoteDomain: string;
+    streamId: string;
+    key: string;
+  }): Promise<{ result: 'valid' | 'invalid' } | { result: 'error'; condition: 'remote-server-not-found' | 'remote-connection-failed' | 'remote-server-timeout' | 'resource-constraint' | 'policy-violation'; text: string }>;
+}
+
+/** Where authenticated inbound stanzas go (the local responder until the relay exists). */
+export interface InboundStanzaSink {
+  deliver(stanza: Element, raw: string | undefined, from: string, to: string, stream: S2SStream): void;
+}
+
+export interface GatewayContext {
+  readonly config: GatewayConfig;
+  /** The partner snapshot in force; read once per decision, never cached across awaits. */
+  partners(): PartnerList;
+  readonly localDomains: ReadonlySet<string>;
+  readonly tls: TlsContexts;
+  readonly dialbackSecret: string;
+  readonly limits: ConnectionLimits;
+  readonly events: StreamEvents;
+  readonly log: Logger;
+  readonly verifier: DialbackVerification;
+  readonly inbound: InboundStanzaSink;
+  /** Domains whose servers advertised dialback `<errors/>` (XEP-0220 section 2.4.2) to us. */
+  readonly dialbackErrorsSupported: Set<string>;
+}

@@ -1,0 +1,106 @@
+/**
+ * Outbound streams to partners, one per (local domain, partner domain) pair, opened on demand and
+ * reused. Stanzas wait in a bounded queue while the stream negotiates; if it fails, each queued
+ * stanza's `undeliverable` callback runs with the stanza error to bounce (protocol.md 1.3:
+ * remote-server-not-found before any stream existed, remote-server-timeout after).
+ *
+ * The gateway never connects out to a domain that is not an allowed partner.
+ */
+import { GatewayError } from '../errors.js';
+import type { GatewayContext } from '../gateway-context.js';
+import { connectToDomain } from '../net/connector.js';
+import type { Resolver } from '../net/resolver.js';
+import { OutboundFailure, OutboundStream } from '../stream/outbound-stream.js';
+
+export type Undeliverable = (condition: 'remote-server-not-found' | 'remote-server-timeout' | 'resource-constraint' | 'policy-violation', text: string) => void;
+
+interface Pending {
+  readonly text: string;
+  readonly undeliverable: Undeliverable | undefined;
+}
+
+/** Stanzas queued per pair while its stream negotiates (Prosody caps at 32k; we bounce earlier). */
+export const MAX_QUEUED_STANZAS = 10_000;
+
+class Link {
+  stream: OutboundStream | undefined;
+  queue: Pending[] = [];
+}
+
+export class OutboundPool {
+  private readonly links = new Map<string, Link>();
+
+  constructor(
+    private readonly ctx: GatewayContext,
+    private readonly resolver: Resolver,
+    readonly register: (stream: OutboundStream) => void,
+  ) {}
+
+  send(localDomain: string, remoteDomain: string, text: string, undeliverable?: Undeliverable): void {
+    const key = `${localDomain} ${remoteDomain}`;
+    let link = this.links.get(key);
+    if (link?.stream?.authenticated && !link.stream.closed) {
+      link.stream.sendStanza(text);
+      return;
+    }
+    const partner = this.ctx.partners().partnerFor(remoteDomain);
+    if (!partner) {
+      undeliverable?.('remote-server-not-found', `${remoteDomain} is not an allowed partner of this gateway`);
+      return;
+    }
+    if (!link) {
+      link = new Link();
+      this.links.set(key, link);
+    }
+    if (link.queue.length >= MAX_QUEUED_STANZAS) {
+      undeliverable?.('resource-constraint', `more than ${MAX_QUEUED_STANZAS} stanzas waiting for ${remoteDomain}`);
+      return;
+    }
+    link.queue.push({ text, undeliverable });
+    if (!link.stream || link.stream.closed) void this.open(key, link, localDomain, remoteDomain);
+  }
+
+  /** Closes every outbound stream (shutdown). */
+  closeAll(): void {
+    for (const link of this.links.values()) link.stream?.close();
+  }
+
+  private async open(key: string, link: Link, localDomain: string, remoteDomain: string): Promise<void> {
+    const partner = this.ctx.partners().partnerFor(remoteDomain)!;
+    const total = this.ctx.limits.openConnection();
+    if (!total.ok) return this.failAll(key, link, new OutboundFailure('resource-constraint', total.text));
+    let stream: OutboundStream;
+    try {
+      const { socket, target } = await connectToDomain(this.resolver, remoteDomain, partner.ProxyFqdn);
+      stream = new OutboundStream(socket, this.ctx, { localDomain, remoteDomain, partner, purpose: 'stream' }, target.directTls);
+    } catch (err) {
+      this.ctx.limits.closeConnection();
+      const text = err instanceof GatewayError ? err.message : String(err);
+      this.ctx.log.info('outbound.connect-failed', { remote: remoteDomain, error: text });
+      return this.failAll(key, link, new OutboundFailure('remote-server-not-found', text));
+    }
+    link.stream = stream;
+    this.register(stream);
+    stream.onRelease(() => {
+      this.ctx.limits.closeConnection();
+      if (link.stream === stream) link.stream = undefined;
+      if (link.queue.length === 0 && !link.stream && this.links.get(key) === link) this.links.delete(key);
+    });
+    try {
+      await stream.ready;
+    } catch (err) {
+      if (link.stream === stream) link.stream = undefined;
+      return this.failAll(key, link, err as OutboundFailure);
+    }
+    const queued = link.queue;
+    link.queue = [];
+    for (const p of queued) stream.sendStanza(p.text);
+  }
+
+  private failAll(key: string, link: Link, err: OutboundFailure): void {
+    const queued = link.queue;
+    link.queue = [];
+    this.links.delete(key);
+    for (const p of queued) p.undeliverable?.(err.condition, err.message);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Connection accounting (issue 3, design.md section 3 ConnectionLimit):
+ *  - the gateway-wide `connectionLimit` counts every s2s connection, any state, both directions;
+ *  - a partner's ConnectionLimit (unset: `partnerConnectionLimit`) counts its *authenticated*
+ *    streams per direction, across all its domains (s2s streams are one-way, so a limit of 1
+ *    allows one inbound and one outbound stream);
+ *  - unauthenticated inbound connections are capped per remote address (slowloris, floods);
+ *  - dialback verification connections are short-lived, counted apart and capped on their own,
+ *    so a partner at its limit can still be verified.
+ */
+import type { PartnerRecord } from '../policy/types.js';
+import type { StreamDirection } from './stream-info.js';
+
+export interface LimitSettings {
+  readonly connectionLimit: number;
+  readonly partnerConnectionLimit: number;
+  readonly maxUnauthenticatedPerAddress: number;
+  readonly maxDialbackVerifications: number;
+}
+
+export type LimitVerdict = { readonly ok: true } | { readonly ok: false; readonly rule: string; readonly text: string };
+const OK: LimitVerdict = { ok: true };
+
+/** Something counted against a partner: a stream object, compared by identity. */
+export type Counted = object;
+
+export class ConnectionLimits {
+  private total = 0;
+  private readonly unauthByAddress = new Map<string, number>();
+  private readonly byPartner = { inbound: new Map<string, Set<Counted>>(), outbound: new Map<string, Set<Counted>>() };
+  private verifications = 0;
+
+  constructor(private readonly settings: LimitSettings) {}
+
+  get connections(): number {
+    return this.total;
+  }
+
+  /** A new TCP connection (either direction). */
+  openConnection(): LimitVerdict {
+    if (this.total >= this.settings.connectionLimit) {
+      return { ok: false, rule: 'connectionLimit', text: `the gateway's connectionLimit of ${this.settings.connectionLimit} connections is reached` };
+    }
+    this.total++;
+    return OK;
+  }
+
+  closeConnection(): void {
+    this.total = Math.max(0, this.total - 1);
+  }
+
+  /** An inbound connection that has not authenticated yet, per remote address. */
+  openUnauthenticated(address: string): LimitVerdict {
+    const n = this.unauthByAddress.get(address) ?? 0;
+    if (n >= this.settings.maxUnauthenticatedPerAddress) {
+      return { ok: false, rule: 'maxUnauthenticatedPerAddress', text: `too many unauthenticated connections from ${address} (limit ${this.settings.maxUnauthenticatedPerAddress})` };
+    }
+    this.unauthByAddress.set(address, n + 1);
+    return OK;
+  }
+
+  closeUnauthenticated(address: string): void {
+    const n = (this.unauthByAddress.get(address) ?? 1) - 1;
+    if (n <= 0) this.unauthByAddress.delete(address);
+    else this.unauthByAddress.set(address, n);
+  }
+
+  partnerLimit(partner: PartnerRecord): number {
+    return partner.ConnectionLimit ?? this.settings.partnerConnectionLimit;
+  }
+
+  /** Streams of this partner counted in one direction. */
+  partnerStreams(partner: PartnerRecord, direction: StreamDirection): ReadonlySet<Counted> {
+    return this.byPartner[direction].get(partner.Identity) ?? new Set();
+  }
+
+  /** Would one more authenticated stream exceed the partner's limit? (Checked early, at the header.) */
+  partnerHasRoom(partner: PartnerRecord, direction: StreamDirection): LimitVerdict {
+    const limit = this.partnerLimit(partner);
+    const used = this.byPartner[direction].get(partner.Identity)?.size ?? 0;
+    if (used >= limit) {
+      const origin = partner.ConnectionLimit === null ? `partnerConnectionLimit ${limit}` : `ConnectionLimit ${limit}`;
+      return { ok: false, rule: 'ConnectionLimit', text: `${origin} of partner ${partner.Identity} reached (${direction} streams)` };
+    }
+    return OK;
+  }
+
+  /** Counts an authenticated stream against its partner; refuses if that would exceed the limit. */
+  addPartnerStream(partner: PartnerRecord, direction: StreamDirection, stream: Counted): LimitVerdict {
+    const set = this.byPartner[direction].get(partner.Identity) ?? new Set<Counted>();
+    if (set.has(stream)) return OK;
+    const room = this.partnerHasRoom(partner, direction);
+    if (!room.ok) return room;
+    set.add(stream);
+    this.byPartner[direction].set(partner.Identity, set);
+    return OK;
+  }
+
+  removePartnerStream(partnerIdentity: string, direction: StreamDirection, stream: Counted): void {
+    const set = this.byPartner[direction].get(partnerIdentity);
+    if (!set) return;
+    set.delete(stream);
+    if (set.size === 0) this.byPartner[direction].delete(partnerIdentity);
+  }
+
+  /** A dialback verification connection (not counted against any partner). */
+  openVerification(): LimitVerdict {
+    if (this.verifications >= this.settings.maxDialbackVerifications) {
+      return { ok: false, rule: 'maxDialbackVerifications', text: `too many dialback verifications in progress (limit ${this.settings.maxDialbackVerifications})` };
+    }
+    this.verifications++;
+    return OK;
+  }
+
+  closeVerification(): void {
+    this.verifications = Math.max(0, this.verifications - 1);
+  }
+}

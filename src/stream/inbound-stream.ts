@@ -1,0 +1,566 @@
+/**
+ * The receiving side of a server-to-server stream (protocol.md 1.2): a partner connected to us.
+ *
+ * States: header ⇒ (features) ⇒ STARTTLS ⇒ header ⇒ (features) ⇒ SASL EXTERNAL ⇒ header ⇒
+ * established, or dialback `db:result` pairs at any point the partner's record allows. What is
+ * offered and accepted comes from the partner's record (negotiation/partner-policy.ts); every
+ * refusal names the rule.
+ *
+ * References: RFC 6120 sections 4 (streams), 5 (STARTTLS), 6 (SASL), 13.7 (certificates);
+ * XEP-0178 (SASL EXTERNAL for s2s); XEP-0220 (dialback); XEP-0288 is not offered, so the stream
+ * stays one-way: we never send stanzas on it.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { StreamError, type StreamCondition } from '../errors.js';
+import type { GatewayContext } from '../gateway-context.js';
+import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, type DialbackErrorCondition } from '../negotiation/dialback.js';
+import { dialbackKey, keysEqual, newStreamId } from '../negotiation/dialback-key.js';
+import { dialbackAllowed, plaintextAllowed, saslAllowed, tlsAllowed, type Permission } from '../negotiation/partner-policy.js';
+import { decodeAuthzid, SASL_SUCCESS, saslFailure } from '../negotiation/sasl-external.js';
+import { normalizeDomain } from '../policy/domain.js';
+import type { PartnerRecord } from '../policy/types.js';
+import { jidDomain } from '../routing/jid.js';
+import { checkPeerCertificate } from '../tls/peer-certificate.js';
+import { ALPN_XMPP_SERVER } from '../tls/tls-contexts.js';
+import { dialbackFeature, saslMechanismsFeature, starttlsFeature, streamFeatures, streamHeader } from '../xml/builders.js';
+import type { Element } from '../xml/ltx.js';
+import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_TLS } from '../xml/namespaces.js';
+import { localName, nsOf } from '../xml/stream-parser.js';
+import { now, S2SStream } from './s2s-stream.js';
+import type { StreamAuth, StreamInfo } from './stream-info.js';
+
+type Phase = 'header' | 'negotiating' | 'tls-handshake' | 'closed';
+
+/** Dialback requests waiting for the authoritative server, per stream (XEP-0220 section 2.6.2). */
+const MAX_PENDING_DIALBACK = 10;
+
+export class InboundStream extends S2SStream {
+  readonly direction = 'inbound' as const;
+  private phase: Phase = 'header';
+  /** XMPP stream id of the current stream document (fresh per header, an input to dialback keys). */
+  streamId = '';
+  localDomain: string | null = null;
+  /** The header `from`, normalised; null for legacy peers that omit it. */
+  remoteDomain: string | null = null;
+  partner: PartnerRecord | null = null;
+  private version1 = true;
+  private isTls = false;
+  private tlsSocket: TLSSocket | null = null;
+  private saslDone = false;
+  private authMethod: StreamAuth = 'none';
+  /** Authenticated (remote domain ⇒ local domains it may address) pairs. */
+  private readonly pairs = new Map<string, Set<string>>();
+  private pendingDialback = 0;
+  private countedPartner: string | null = null;
+  private unauthCounted = false;
+  authenticatedAt: number | null = null;
+
+  private connectionCounted = false;
+
+  constructor(socket: Socket, private readonly ctx: GatewayContext) {
+    super(socket, ctx.config.preAuthMaxStanzaBytes);
+    ctx.events.opened(this);
+    // Refusals at accept time still carry our header first (RFC 6120 section 4.9.1.1): close()
+    // sends it before the error.
+    const total = ctx.limits.openConnection();
+    if (!total.ok) {
+      this.refuse(null, 'policy-violation', total.rule, total.text);
+      return;
+    }
+    this.connectionCounted = true;
+    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress);
+    if (!unauth.ok) {
+      this.refuse(null, 'policy-violation', unauth.rule, unauth.text);
+      return;
+    }
+    this.unauthCounted = true;
+  }
+
+  get auth(): StreamAuth {
+    return this.authMethod;
+  }
+
+  get authenticated(): boolean {
+    return this.pairs.size > 0;
+  }
+
+  get tls(): boolean {
+    return this.isTls;
+  }
+
+  /** Remote domains authenticated on this stream. */
+  get authenticatedDomains(): string[] {
+    return [...this.pairs.keys()];
+  }
+
+  info(): StreamInfo {
+    return {
+      id: this.connectionId,
+      partner: this.partner?.Identity ?? null,
+      direction: 'inbound',
+      purpose: 'stream',
+      localDomain: this.localDomain,
+      remoteDomain: this.remoteDomain ?? this.authenticatedDomains[0] ?? null,
+      authenticatedDomains: this.authenticatedDomains,
+      tls: this.tlsVersion,
+      auth: this.authMethod,
+      remoteAddress: `${this.remoteAddress}:${this.socket.remotePort ?? ''}`,
+      ageSeconds: Math.round((now() - this.createdAt) / 1000),
+      stanzasIn: this.stanzasIn,
+      stanzasOut: this.stanzasOut,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+    };
+  }
+
+  /** A reloaded record for this partner (stream-supervisor checks whether the stream may stay). */
+  updatePartner(record: PartnerRecord): void {
+    this.partner = record;
+  }
+
+  protected openingHeader(): string {
+    return this.header();
+  }
+
+  private header(): string {
+    const dialback = !this.partner || dialbackAllowed(this.partner, true).ok;
+    return streamHeader({
+      from: this.localDomain ?? this.ctx.tls.defaultDomain,
+      to: this.remoteDomain ?? undefined,
+      id: this.streamId || (this.streamId = newStreamId()),
+      version: this.version1 ? '1.0' : undefined,
+      lang: 'en',
+      dialback,
+    });
+  }
+
+  protected released(): void {
+    if (this.connectionCounted) this.ctx.limits.closeConnection();
+    this.releaseUnauthenticated();
+    if (this.countedPartner) this.ctx.limits.removePartnerStream(this.countedPartner, 'inbound', this);
+    this.ctx.events.closed(this);
+  }
+
+  private releaseUnauthenticated(): void {
+    if (this.unauthCounted) {
+      this.unauthCounted = false;
+      this.ctx.limits.closeUnauthenticated(this.remoteAddress);
+    }
+  }
+
+  /** Ends the stream with a stream error and reports the rule that refused it. */
+  refuse(partner: string | null, condition: StreamCondition, rule: string, text: string): void {
+    if (this.closed) return;
+    this.ctx.events.refused(this, partner, rule, condition, text);
+    this.close(new StreamError(condition, text));
+  }
+
+  private refusePermission(p: Permission, condition: StreamCondition = 'policy-violation'): void {
+    if (!p.ok) this.refuse(this.partner?.Identity ?? null, condition, p.rule, p.text);
+  }
+
+  // Stream header (RFC 6120 section 4.7) ---------------------------------------------------------
+
+  streamStart(attrs: Readonly<Record<string, string>>): void {
+    if (this.closed) return;
+    const restart = this.phase !== 'header' || this.streamId !== '';
+    this.streamId = newStreamId();
+    const version = attrs.version;
+    this.version1 = version !== undefined && version !== '' && /^1\.\d+$/.test(version);
+    if (version && !/^[01]\.\d+$/.test(version)) {
+      this.version1 = true;
+      return this.refuse(null, 'unsupported-version', 'version', `stream version ${version} is not supported (1.0 is)`);
+    }
+    // Empty from/to are treated as absent (Prosody sends from='' when unknown).
+    // COMPAT(gmail, legacy dialback servers): no `to` ⇒ our default domain (ejabberd does the same).
+    let local: string;
+    try {
+      local = attrs.to ? normalizeDomain(attrs.to) : this.ctx.tls.defaultDomain;
+    } catch {
+      return this.refuse(null, 'host-unknown', 'to', `'${attrs.to}' is not a domain served here`);
+    }
+    let remote: string | null = null;
+    if (attrs.from) {
+      try {
+        remote = normalizeDomain(attrs.from);
+      } catch {
+        return this.refuse(null, 'invalid-from', 'from', `'${attrs.from}' is not a valid domain`);
+      }
+    }
+    if (restart && (local !== this.localDomain || remote !== this.remoteDomain)) {
+      // RFC 6120 section 4.3.3 restarts keep the addresses (Prosody refuses a change the same way).
+      this.localDomain ??= local;
+      return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'restart', "'from'/'to' changed on the stream restart");
+    }
+    this.localDomain = local;
+    this.remoteDomain = remote;
+    if (!this.ctx.localDomains.has(local)) {
+      this.localDomain = null;
+      return this.refuse(null, 'host-unknown', 'to', `${local} is not a domain served by this gateway`);
+    }
+    if (remote !== null) {
+      if (this.ctx.localDomains.has(remote)) {
+        return this.refuse(null, 'invalid-from', 'from', `${remote} is a domain of this gateway, not a partner`);
+      }
+      const partner = this.ctx.partners().partnerFor(remote);
+      if (!partner) {
+        return this.refuse(null, 'policy-violation', 'AllowedPartner', `${remote} is not an allowed partner of this gateway`);
+      }
+      this.partner = partner;
+      if (!restart) {
+        const room = this.ctx.limits.partnerHasRoom(partner, 'inbound');
+        if (!room.ok) return this.refuse(partner.Identity, 'policy-violation', room.rule, room.text);
+      }
+    }
+    this.sendHeader(this.header());
+    this.phase = 'negotiating';
+    if (this.version1) this.sendFeatures();
+  }
+
+  /** Stream features for the current state (protocol.md 1.4), decided by the partner's record. */
+  private sendFeatures(): void {
+    const p = this.partner;
+    if (this.saslDone) {
+      this.send(streamFeatures([]));
+      return;
+    }
+    const features: (Element | string)[] = [];
+    if (!this.isTls) {
+      if (!p || p.TlsNegotiation === 'Required') {
+        // Legacy header without `from`: the strictest offer until the partner is known.
+        features.push(starttlsFeature(true));
+      } else {
+        if (p.TlsNegotiation === 'Optional') features.push(starttlsFeature(false));
+        if (dialbackAllowed(p, false).ok) features.push(dialbackFeature(true));
+      }
+    } else if (!p) {
+      features.push(saslMechanismsFeature(['EXTERNAL']), dialbackFeature(true));
+    } else {
+      const sasl = saslAllowed(p, true).ok && this.certificateProblem(p, this.remoteDomain!) === null;
+      if (sasl) features.push(saslMechanismsFeature(['EXTERNAL']));
+      if (dialbackAllowed(p, true).ok) features.push(dialbackFeature(true));
+      if (!sasl && p.SaslNegotiation === 'Required') {
+        // design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
+        const problem = this.certificateProblem(p, this.remoteDomain!) ?? `SaslNegotiation is Required for partner ${p.Identity}`;
+        return this.refuse(p.Identity, 'not-authorized', 'SaslNegotiation', `SaslNegotiation is Required for partner ${p.Identity} and its certificate cannot be used: ${problem}`);
+      }
+    }
+    if (features.length === 0) {
+      return this.refuse(p?.Identity ?? null, 'not-authorized', 'negotiation', `no authentication method is left for partner ${p?.Identity ?? '(unknown)'}`);
+    }
+    this.send(streamFeatures(features));
+  }
+
+  // Elements ----------------------------------------------------------------------------------
+
+  element(el: Element, raw: string | undefined): void {
+    if (this.closed) return;
+    const ns = nsOf(el);
+    const name = localName(el);
+    if (ns === NS_SERVER && (name === 'message' || name === 'presence' || name === 'iq')) return this.stanza(el, raw);
+    if (ns === NS_DIALBACK) {
+      if (name === 'result') return this.dialbackResult(el);
+      if (name === 'verify') return this.dialbackVerify(el);
+    }
+    if (ns === NS_TLS && name === 'starttls') return this.starttls();
+    if (ns === NS_SASL && name === 'auth') return this.saslAuth(el);
+    if (!this.authenticated) {
+      return this.refuse(this.partner?.Identity ?? null, 'not-authorized', 'authentication', `<${name}/> before authentication`);
+    }
+    this.refuse(this.partner?.Identity ?? null, 'unsupported-stanza-type', 'stanza', `<${name} xmlns='${ns}'/> is not a stanza this gateway accepts`);
+  }
+
+  // STARTTLS (RFC 6120 section 5.4) -------------------------------------------------------------
+
+  private starttls(): void {
+    const p = this.partner;
+    if (this.isTls || this.saslDone) {
+      return this.refuse(p?.Identity ?? null, 'policy-violation', 'starttls', 'STARTTLS is not allowed now (TLS or SASL already negotiated)');
+    }
+    if (p && !tlsAllowed(p).ok) {
+      // RFC 6120 section 5.4.2.2: failure, then close the stream.
+      this.ctx.events.refused(this, p.Identity, 'TlsNegotiation', 'failure', `TlsNegotiation is NotSupported for partner ${p.Identity}`);
+      this.send(`<failure xmlns='${NS_TLS}'/>`);
+      return this.close();
+    }
+    // Stop reading XML before <proceed/> (Prosody mod_tls block_reads); anything already received
+    // after <starttls/> was sent in plaintext ahead of the handshake: a command injection attempt.
+    this.parser.pause();
+    if (this.parser.pendingBytes > 0) {
+      return this.refuse(p?.Identity ?? null, 'policy-violation', 'starttls', 'data after <starttls/> before the TLS handshake');
+    }
+    this.send(`<proceed xmlns='${NS_TLS}'/>`);
+    this.flush();
+    this.phase = 'tls-handshake';
+    const local = this.localDomain;
+    this.upgradeToTls(
+      (raw) =>
+        S2SStream.serverTls(raw, {
+          secureContext: this.ctx.tls.contextFor(local ?? undefined),
+          // XEP-0368 / protocol.md 2.2: SNI picks the certificate of the requested local domain.
+          SNICallback: (servername, cb) => cb(null, this.ctx.tls.contextFor(this.ctx.localDomains.has(servername) ? servername : (local ?? undefined))),
+          requestCert: true,
+          rejectUnauthorized: false,
+          ALPNProtocols: [ALPN_XMPP_SERVER],
+        }),
+      (tlsSocket) => {
+        if (this.isTls) return;
+        this.isTls = true;
+        this.tlsSocket = tlsSocket;
+        // XEP-0344: identity checks are void if the peer can renegotiate to another certificate.
+        tlsSocket.disableRenegotiation();
+        this.parser.takePending();
+        this.parser.reset();
+        this.parser.resume();
+        this.phase = 'header';
+      },
+    );
+  }
+
+  /** Why the peer certificate cannot authenticate `domain` (null when it can). */
+  private certificateProblem(p: PartnerRecord, domain: string): string | null {
+    if (!this.tlsSocket) return 'no TLS';
+    const check = checkPeerCertificate(this.tlsSocket, domain, {
+      trustAnchors: this.ctx.tls.trustAnchors,
+      allowCommonName: false,
+    });
+    if (!check.chainValid) return `certificate not trusted (${check.chainError ?? 'unknown error'})`;
+    if (!check.identity.ok) return `certificate does not name ${domain} (${check.identity.reason})`;
+    void p;
+    return null;
+  }
+
+  // SASL EXTERNAL (XEP-0178) --------------------------------------------------------------------
+
+  private saslAuth(el: Element): void {
+    if (this.saslDone || this.authenticated) {
+      return this.refuse(this.partner?.Identity ?? null, 'policy-violation', 'sasl', 'SASL is not allowed now (already authenticated)');
+    }
+    if (!this.isTls) {
+      this.send(saslFailure('encryption-required'));
+      return this.refuse(this.partner?.Identity ?? null, 'policy-violation', 'TlsNegotiation', 'SASL EXTERNAL needs TLS first');
+    }
+    if (el.attrs.mechanism !== 'EXTERNAL') return this.saslRefused('invalid-mechanism', 'sasl', `mechanism ${el.attrs.mechanism ?? '(none)'} is not offered`, false);
+    const decoded = decodeAuthzid(el.getText());
+    if (!decoded.ok) return this.saslRefused(decoded.condition, 'sasl', `malformed EXTERNAL response (${decoded.condition})`, false);
+    let domain: string;
+    try {
+      domain = normalizeDomain(decoded.authzid || this.remoteDomain || '');
+    } catch {
+      return this.saslRefused('invalid-authzid', 'sasl', 'no usable authorization identity', false);
+    }
+    if (this.remoteDomain && decoded.authzid && domain !== this.remoteDomain) {
+      // XEP-0178 section 3 step 9: the authzid must be the header `from`.
+      return this.saslRefused('invalid-authzid', 'sasl', `authzid ${domain} differs from the stream's from ${this.remoteDomain}`, false);
+    }
+    const partner = this.ctx.partners().partnerFor(domain);
+    if (!partner) {
+      this.send(saslFailure('not-authorized'));
+      return this.refuse(null, 'policy-violation', 'AllowedPartner', `${domain} is not an allowed partner of this gateway`);
+    }
+    this.partner = partner;
+    const allowed = saslAllowed(partner, true);
+    if (!allowed.ok) return this.saslRefused('invalid-mechanism', allowed.rule, allowed.text, false);
+    const problem = this.certificateProblem(partner, domain);
+    if (problem !== null) {
+      // XEP-0178: keep the stream for dialback unless the record requires SASL.
+      return this.saslRefused('not-authorized', 'certificate', `${domain}: ${problem}`, partner.SaslNegotiation === 'Required' || !dialbackAllowed(partner, true).ok);
+    }
+    const counted = this.countAgainstPartner(partner);
+    if (!counted) return;
+    this.send(SASL_SUCCESS);
+    this.saslDone = true;
+    this.authMethod = 'sasl-external';
+    this.addPair(domain, this.localDomain!);
+    this.ctx.events.authenticated(this, partner.Identity, domain, 'sasl-external');
+    this.parser.reset();
+    this.parser.resume();
+    this.phase = 'header';
+  }
+
+  private saslRefused(condition: Parameters<typeof saslFailure>[0], rule: string, text: string, closeStream: boolean): void {
+    const partner = this.partner?.Identity ?? null;
+    this.send(saslFailure(condition, text));
+    if (closeStream) return this.refuse(partner, 'not-authorized', rule, text);
+    this.ctx.events.refused(this, partner, rule, `sasl-${condition}`, text);
+  }
+
+  // Dialback, receiving role (XEP-0220 section 2.1) ---------------------------------------------
+
+  private dialbackResult(el: Element): void {
+    if (el.attrs.type) return; // answers are never valid inbound without bidi (XEP-0220 section 3.1)
+    const from = el.attrs.from;
+    const to = el.attrs.to;
+    if (!from || !to) return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:result without from or to');
+    let remote: string;
+    let local: string;
+    try {
+      remote = normalizeDomain(from);
+      local = normalizeDomain(to);
+    } catch {
+      return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:result with an invalid from or to');
+    }
+    if (!this.ctx.localDomains.has(local)) {
+      return this.dialbackError(remote, local, 'item-not-found', 'host-unknown', 'to', `${local} is not a domain served by this gateway`);
+    }
+    const partner = this.ctx.partners().partnerFor(remote);
+    if (!partner) {
+      // Never connect out for a domain that is not a partner, not even to verify it.
+      return this.refuse(null, 'policy-violation', 'AllowedPartner', `${remote} is not an allowed partner of this gateway`);
+    }
+    if (this.partner && partner.Identity !== this.partner.Identity) {
+      return this.refuse(this.partner.Identity, 'policy-violation', 'AdditionalDomains', `${remote} belongs to partner ${partner.Identity}, not to ${this.partner.Identity}`);
+    }
+    const allowed = dialbackAllowed(partner, this.isTls);
+    if (!allowed.ok) {
+      this.partner ??= partner;
+      return this.refusePermission(allowed);
+    }
+    if (!this.partner) {
+      this.partner = partner;
+      const room = this.ctx.limits.partnerHasRoom(partner, 'inbound');
+      if (!room.ok) return this.refuse(partner.Identity, 'policy-violation', room.rule, room.text);
+    }
+    if (this.pairs.get(remote)?.has(local)) {
+      this.send(dbResultAnswer(local, remote, 'valid'));
+      return;
+    }
+    if (this.pendingDialback >= MAX_PENDING_DIALBACK) {
+      return this.dialbackError(remote, local, 'resource-constraint', 'resource-constraint', 'dialback', `more than ${MAX_PENDING_DIALBACK} dialback requests pending on one stream`);
+    }
+    this.pendingDialback++;
+    const streamId = this.streamId;
+    const key = dialbackKeyText(el.getText());
+    void this.ctx.verifier.verify({ localDomain: local, remoteDomain: remote, streamId, key }).then(
+      (answer) => {
+        this.pendingDialback--;
+        if (this.closed) return;
+        if (answer.result === 'error') {
+          return this.dialbackError(remote, local, answer.condition, 'remote-connection-failed', 'dialback', answer.text);
+        }
+        if (answer.result === 'valid') return this.dialbackValid(remote, local);
+        {
+          this.send(dbResultAnswer(local, remote, 'invalid'));
+          // XEP-0220 section 2.3.2: an invalid key ends the stream unless other pairs are valid.
+          if (!this.authenticated) this.refuse(partner.Identity, 'not-authorized', 'dialback', `dialback key for ${remote} was not confirmed by its authoritative server`);
+          else this.ctx.events.refused(this, partner.Identity, 'dialback', 'invalid', `dialback key for ${remote} was invalid`);
+        }
+      },
+      (err: Error) => {
+        this.pendingDialback--;
+        this.dialbackError(remote, local, 'remote-server-timeout', 'remote-connection-failed', 'dialback', `dialback verification failed: ${err.message}`);
+      },
+    );
+  }
+
+  private dialbackValid(remote: string, local: string): void {
+    const partner = this.partner!;
+    if (!this.authenticated && !this.countAgainstPartner(partner)) return;
+    this.send(dbResultAnswer(local, remote, 'valid'));
+    if (this.authMethod === 'none') this.authMethod = 'dialback';
+    this.addPair(remote, local);
+    this.ctx.events.authenticated(this, partner.Identity, remote, 'dialback');
+  }
+
+  /**
+   * A dialback error (XEP-0220 section 2.6) where the peer's server advertised support for them,
+   * else a stream error: without `<errors/>` a stream error is the only signal it understands.
+   */
+  private dialbackError(remote: string, local: string, dbCondition: DialbackErrorCondition, streamCondition: StreamCondition, rule: string, text: string): void {
+    if (this.closed) return;
+    if (this.ctx.dialbackErrorsSupported.has(remote)) {
+      this.ctx.events.refused(this, this.partner?.Identity ?? null, rule, dbCondition, text);
+      this.send(dbResultError(local, remote, dbCondition, text));
+      return;
+    }
+    this.refuse(this.partner?.Identity ?? null, streamCondition, rule, text);
+  }
+
+  // Dialback, authoritative role (XEP-0220 section 2.1.3) ---------------------------------------
+
+  private dialbackVerify(el: Element): void {
+    if (el.attrs.type) return; // typed verify answers are not accepted inbound (XEP-0220 section 3.1)
+    const { from, to, id } = el.attrs;
+    if (!from || !to || !id) return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:verify without from, to or id');
+    let receiving: string;
+    let originating: string;
+    try {
+      receiving = normalizeDomain(from);
+      originating = normalizeDomain(to);
+    } catch {
+      return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:verify with an invalid from or to');
+    }
+    const partner = this.partner ?? this.ctx.partners().partnerFor(receiving);
+    if (!partner || this.ctx.partners().partnerFor(receiving)?.Identity !== partner.Identity) {
+      return this.refuse(null, 'policy-violation', 'AllowedPartner', `${receiving} is not an allowed partner of this gateway`);
+    }
+    if (!this.isTls) {
+      const plain = plaintextAllowed(partner);
+      if (!plain.ok) return this.refusePermission(plain);
+    }
+    if (!this.ctx.localDomains.has(originating)) {
+      this.send(dbVerifyAnswer(originating, receiving, id, 'invalid'));
+      return;
+    }
+    // XEP-0185: recompute the key we would have sent; compare in constant time.
+    const expected = dialbackKey(this.ctx.dialbackSecret, receiving, originating, id);
+    const verdict = keysEqual(expected, dialbackKeyText(el.getText())) ? 'valid' : 'invalid';
+    this.send(dbVerifyAnswer(originating, receiving, id, verdict));
+  }
+
+  // Stanzas: the hot path (design.md section 5) -------------------------------------------------
+
+  private stanza(el: Element, raw: string | undefined): void {
+    if (!this.authenticated) {
+      return this.refuse(this.partner?.Identity ?? null, 'not-authorized', 'authentication', 'stanza before authentication');
+    }
+    const attrs = el.attrs;
+    const fromDomain = jidDomain(attrs.from);
+    const toDomain = jidDomain(attrs.to);
+    if (fromDomain === '' || toDomain === '') {
+      return this.refuse(this.partner!.Identity, 'improper-addressing', 'stanza', "stanza without a valid 'from' or 'to'");
+    }
+    const targets = this.pairs.get(fromDomain);
+    if (!targets) {
+      return this.refuse(this.partner!.Identity, 'invalid-from', 'stanza', `${fromDomain} is not authenticated on this stream`);
+    }
+    if (!targets.has(toDomain)) {
+      if (!this.ctx.localDomains.has(toDomain)) {
+        return this.refuse(this.partner!.Identity, 'host-unknown', 'stanza', `${toDomain} is not a domain served by this gateway`);
+      }
+      return this.refuse(this.partner!.Identity, 'improper-addressing', 'stanza', `${fromDomain} is not authenticated towards ${toDomain} on this stream`);
+    }
+    this.stanzasIn++;
+    this.lastStanzaAt = this.lastReceivedAt;
+    this.ctx.inbound.deliver(el, raw, fromDomain, toDomain, this);
+  }
+
+  // Helpers -------------------------------------------------------------------------------------
+
+  private addPair(remote: string, local: string): void {
+    let set = this.pairs.get(remote);
+    if (!set) {
+      set = new Set();
+      this.pairs.set(remote, set);
+    }
+    set.add(local);
+    if (this.authenticatedAt === null) {
+      this.authenticatedAt = now();
+      this.releaseUnauthenticated();
+      this.parser.setMaxStanzaBytes(this.ctx.config.maxStanzaBytes);
+    }
+  }
+
+  /** Counts the stream against the partner's inbound limit at first authentication. */
+  private countAgainstPartner(partner: PartnerRecord): boolean {
+    if (this.countedPartner) return true;
+    const verdict = this.ctx.limits.addPartnerStream(partner, 'inbound', this);
+    if (!verdict.ok) {
+      this.refuse(partner.Identity, 'policy-violation', verdict.rule, verdict.text);
+      return false;
+    }
+    this.countedPartner = partner.Identity;
+    return true;
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * One server-to-server connection: the socket (plain, then TLS after STARTTLS), its XML stream
+ * parser, batched writes and the single way a stream ends, `close(error?)`, which sends our
+ * header if it was not sent yet, the stream error, `</stream:stream>`, and destroys the socket
+ * after a short grace period. Inbound (receiving) and outbound (initiating) streams extend it.
+ *
+ * References: RFC 6120 section 4.4 (closing a stream), 4.9 (stream errors: the header comes
+ * first even when refusing), 5.4.3.3 (TLS restart); Prosody's session_close with its
+ * s2s_close_timeout; ws's close timer.
+ */
+import type { Socket } from 'node:net';
+import { TLSSocket, type TLSSocketOptions } from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import { StreamError } from '../errors.js';
+import { STREAM_CLOSE, streamError } from '../xml/builders.js';
+import type { Element } from '../xml/ltx.js';
+import { StreamParser, type StreamParserHandler } from '../xml/stream-parser.js';
+import type { StreamAuth, StreamDirection, StreamInfo } from './stream-info.js';
+import { newStreamId } from '../negotiation/dialback-key.js';
+
+/** Grace period for the peer's `</stream:stream>` before the socket is destroyed (Prosody: 5 s). */
+export const CLOSE_TIMEOUT_MS = 2_000;
+/** A peer that leaves this much of our output unread is too slow and is disconnected. */
+export const MAX_WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
+
+export const now = (): number => performance.now();
+
+export abstract class S2SStream implements StreamParserHandler {
+  /** Internal id for logs and status (not the XMPP stream id). */
+  readonly connectionId = newStreamId().slice(0, 12);
+  abstract readonly direction: StreamDirection;
+  readonly createdAt = now();
+  readonly startedAtWall = Date.now();
+  lastReceivedAt = this.createdAt;
+  lastSentAt = this.createdAt;
+  lastStanzaAt = this.createdAt;
+  bytesIn = 0;
+  bytesOut = 0;
+  stanzasIn = 0;
+  stanzasOut = 0;
+  tlsVersion: string | null = null;
+  /** Set once `close()` ran: nothing more is read or written. */
+  closed = false;
+  closeReason: StreamError | undefined;
+  protected headerSent = false;
+  protected readonly parser: StreamParser;
+  private outQueue: string[] = [];
+  private flushScheduled = false;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private readonly onData = (chunk: Buffer) => this.receive(chunk);
+  private readonly onSocketClose = () => this.socketClosed();
+  private readonly onSocketError = (err: Error) => this.socketError(err);
+
+  protected constructor(protected socket: Socket, maxStanzaBytes: number) {
+    this.parser = new StreamParser({ maxStanzaBytes });
+    this.parser.handler = this;
+    this.listen(socket);
+  }
+
+  abstract get auth(): StreamAuth;
+  abstract get authenticated(): boolean;
+  abstract info(): StreamInfo;
+  /** The header to send before a stream error when none was sent yet (RFC 6120 section 4.9.1). */
+  protected abstract openingHeader(): string;
+  /** Called once when the stream is gone (socket closed); release limits, registry entries. */
+  protected abstract released(): void;
+
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? '';
+  }
+
+  // StreamParserHandler -------------------------------------------------------------------------
+  abstract streamStart(attrs: Readonly<Record<string, string>>, root: Element): void;
+  abstract element(el: Element, raw: string | undefined): void;
+
+  streamEnd(): void {
+    // RFC 6120 section 4.4: answer the peer's closing tag with ours, then close the connection.
+    this.close();
+  }
+
+  whitespace(): void {
+    // Keep-alive: activity is already counted per chunk in receive().
+  }
+
+  error(err: StreamError): void {
+    this.close(err);
+  }
+
+  // Writing -------------------------------------------------------------------------------------
+
+  /** Queues text; all text queued in one tick goes out in one socket write (one syscall per burst). */
+  send(text: string): void {
+    if (this.closed) return;
+    this.outQueue.push(text);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  protected flush(): void {
+    this.flushScheduled = false;
+    if (this.outQueue.length === 0 || this.socket.destroyed) {
+      this.outQueue = [];
+      return;
+    }
+    const text = this.outQueue.length === 1 ? this.outQueue[0]! : this.outQueue.join('');
+    this.outQueue = [];
+    this.bytesOut += Buffer.byteLength(text);
+    this.lastSentAt = now();
+    this.socket.write(text);
+    if (this.socket.writableLength > MAX_WRITE_BUFFER_BYTES && !this.closed) {
+      this.close(new StreamError('resource-constraint', 'peer does not read its stream fast enough'));
+    }
+  }
+
+  protected sendHeader(header: string): void {
+    this.headerSent = true;
+    this.send(header);
+  }
+
+  // Reading -------------------------------------------------------------------------------------
+
+  private receive(chunk: Buffer): void {
+    if (this.closed) return;
+    this.bytesIn += chunk.length;
+    this.lastReceivedAt = now();
+    this.parser.write(chunk);
+  }
+
+  // TLS -----------------------------------------------------------------------------------------
+
+  /**
+   * Moves the stream onto TLS on the same TCP connection. Our listeners move to the TLS socket,
+   * so no plaintext byte is parsed after this point (RFC 6120 section 5.4.3.3).
+   */
+  protected upgradeToTls(make: (raw: Socket) => TLSSocket, onSecure: (tls: TLSSocket) => void): void {
+    const raw = this.socket;
+    this.unlisten(raw);
+    const tlsSocket = make(raw);
+    this.socket = tlsSocket;
+    this.listen(tlsSocket);
+    tlsSocket.once('secure', () => {
+      this.tlsVersion = tlsSocket.getProtocol();
+      onSecure(tlsSocket);
+    });
+    tlsSocket.once('secureConnect', () => {
+      this.tlsVersion = tlsSocket.getProtocol();
+      onSecure(tlsSocket);
+    });
+  }
+
+  static serverTls(raw: Socket, options: TLSSocketOptions): TLSSocket {
+    return new TLSSocket(raw, { ...options, isServer: true });
+  }
+
+  // Closing -------------------------------------------------------------------------------------
+
+  /**
+   * Ends the stream: header first if none was sent, then `<stream:error>` (when `err`), then
+   * `</stream:stream>`; the socket is ended and destroyed after CLOSE_TIMEOUT_MS.
+   */
+  close(err?: StreamError): void {
+    if (this.closed) return;
+    if (err) this.closeReason = err;
+    if (!this.headerSent) this.sendHeader(this.openingHeader());
+    if (err) this.send(streamError(err.condition, err.message));
+    this.send(STREAM_CLOSE);
+    this.flush();
+    this.closed = true;
+    this.closing(err);
+    this.socket.end();
+    this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
+    this.closeTimer.unref();
+  }
+
+  /** Hook: the stream is closing (before the socket is gone); e.g. count the refusal. */
+  protected closing(_err: StreamError | undefined): void {}
+
+  /** Drops the connection without any XML (TLS failure, or after an injection attempt). */
+  destroy(err?: StreamError): void {
+    if (!this.closed) {
+      this.closed = true;
+      if (err) this.closeReason = err;
+      this.closing(err);
+    }
+    this.socket.destroy();
+  }
+
+  private socketError(_err: Error): void {
+    // 'close' follows; nothing else to do. Errors of peers that vanish are normal on s2s.
+  }
+
+  private isReleased = false;
+  private releaseCallbacks: (() => void)[] = [];
+
+  /** Runs `cb` once the socket is gone (at once if it already is). */
+  onRelease(cb: () => void): void {
+    if (this.isReleased) cb();
+    else this.releaseCallbacks.push(cb);
+  }
+
+  private socketClosed(): void {
+    clearTimeout(this.closeTimer);
+    if (!this.closed) {
+      this.closed = true;
+      this.closing(undefined);
+    }
+    if (!this.isReleased) {
+      this.isReleased = true;
+      this.released();
+      for (const cb of this.releaseCallbacks) cb();
+      this.releaseCallbacks = [];
+    }
+  }
+
+  private listen(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('close', this.onSocketClose);
+    socket.on('error', this.onSocketError);
+  }
+
+  private unlisten(socket: Socket): void {
+    socket.removeListener('data', this.onData);
+    socket.removeListener('close', this.onSocketClose);
+    socket.removeListener('error', this.onSocketError);
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * Timers and policy re-checks over all live streams, from one sweep instead of a timer per
+ * stream (cheap with thousands of streams; all deadlines are configurable down to a second):
+ *  - streamEstablishmentTimeoutSeconds: header to authenticated, else `connection-timeout`;
+ *  - EnableKeepAlive partners must show traffic (a whitespace ping counts) within
+ *    keepAliveIntervalSeconds, else `connection-timeout`; we whitespace-ping our idle outbound
+ *    streams to them at a third of that interval (design.md section 2);
+ *  - other partners' streams close after streamInactivityTimeoutSeconds without traffic;
+ *  - after a partner-list reload, streams of removed partners, streams that no longer satisfy a
+ *    tightened rule, and the newest streams above a lowered ConnectionLimit are closed
+ *    (design.md section 6). Nothing else is disturbed.
+ */
+import { StreamError } from '../errors.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { streamStillAllowed } from '../negotiation/partner-policy.js';
+import type { PartnerList } from '../policy/partner-list.js';
+import type { PartnerRecord } from '../policy/types.js';
+import type { ConnectionLimits } from './connection-limits.js';
+import { InboundStream } from './inbound-stream.js';
+import { OutboundStream } from './outbound-stream.js';
+import { now, type S2SStream } from './s2s-stream.js';
+
+export const SWEEP_INTERVAL_MS = 250;
+
+export class StreamSupervisor {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly streams: ReadonlySet<S2SStream>,
+    private readonly config: GatewayConfig,
+    private readonly limits: ConnectionLimits,
+    private readonly onRefusal: (stream: S2SStream, partner: string | null, rule: string, condition: string, text: string) => void,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => this.sweep(now()), SWEEP_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  sweep(t: number): void {
+    const establishMs = this.config.streamEstablishmentTimeoutSeconds * 1000;
+    const keepAliveMs = this.config.keepAliveIntervalSeconds * 1000;
+    const idleMs = this.config.streamInactivityTimeoutSeconds * 1000;
+    for (const stream of this.streams) {
+      if (stream.closed) continue;
+      const partner = partnerOf(stream);
+      if (!stream.authenticated) {
+        if (t - stream.createdAt > establishMs) {
+          this.timeout(stream, partner, 'streamEstablishmentTimeoutSeconds', `stream not authenticated within ${this.config.streamEstablishmentTimeoutSeconds} s (streamEstablishmentTimeoutSeconds)`);
+        }
+        continue;
+      }
+      if (stream instanceof InboundStream) {
+        const quiet = t - stream.lastReceivedAt;
+        if (partner?.EnableKeepAlive) {
+          if (quiet > keepAliveMs) {
+            this.timeout(stream, partner, 'EnableKeepAlive', `no traffic from ${partner.Identity} within keepAliveIntervalSeconds (${this.config.keepAliveIntervalSeconds} s)`);
+          }
+        } else if (quiet > idleMs) {
+          this.timeout(stream, partner, 'streamInactivityTimeoutSeconds', `stream idle for streamInactivityTimeoutSeconds (${this.config.streamInactivityTimeoutSeconds} s)`);
+        }
+      } else if (stream instanceof OutboundStream && stream.opts.purpose === 'stream') {
+        if (partner?.EnableKeepAlive) {
+          if (t - stream.lastSentAt > keepAliveMs / 3) stream.send(' ');
+        } else if (t - Math.max(stream.lastStanzaAt, stream.lastReceivedAt) > idleMs) {
+          stream.close(); // our own idle outbound stream: a polite close, not an error
+        }
+      }
+    }
+  }
+
+  /** design.md section 6: apply a reloaded partner list to the live streams. */
+  recheck(list: PartnerList): void {
+    for (const stream of this.streams) {
+      if (stream.closed) continue;
+      const old = partnerOf(stream);
+      if (!old) continue;
+      const domains = domainsOf(stream);
+      const record = domains.length > 0 ? list.partnerFor(domains[0]!) : list.byIdentity(old.Identity);
+      if (!record || domains.some((d) => list.partnerFor(d)?.Identity !== record.Identity)) {
+        this.refuse(stream, old.Identity, 'AllowedPartner', `${old.Identity} was removed from the allowed-partner list`);
+        continue;
+      }
+      if (stream instanceof InboundStream) stream.updatePartner(record);
+      else if (stream instanceof OutboundStream) stream.updatePartner(record);
+      if (stream.authenticated) {
+        const tls = stream.tlsVersion !== null;
+        const still = streamStillAllowed(record, tls, stream.auth);
+        if (!still.ok) this.refuse(stream, record.Identity, still.rule, `partner record changed: ${still.text}`);
+      }
+    }
+    this.enforceLimits(list);
+  }
+
+  /** A lowered ConnectionLimit closes the newest streams above it, per direction. */
+  private enforceLimits(list: PartnerList): void {
+    for (const record of list.records) {
+      for (const direction of ['inbound', 'outbound'] as const) {
+        const counted = [...this.limits.partnerStreams(record, direction)] as S2SStream[];
+        const limit = this.limits.partnerLimit(record);
+        if (counted.length <= limit) continue;
+        const newestFirst = counted.filter((s) => !s.closed).sort((a, b) => b.createdAt - a.createdAt);
+        for (const stream of newestFirst.slice(0, newestFirst.length - limit)) {
+          this.refuse(stream, record.Identity, 'ConnectionLimit', `ConnectionLimit of partner ${record.Identity} lowered to ${limit} (${direction} streams)`);
+        }
+      }
+    }
+  }
+
+  private timeout(stream: S2SStream, partner: PartnerRecord | null, rule: string, text: string): void {
+    this.onRefusal(stream, partner?.Identity ?? null, rule, 'connection-timeout', text);
+    stream.close(new StreamError('connection-timeout', text));
+  }
+
+  private refuse(stream: S2SStream, partner: string, rule: string, text: string): void {
+    this.onRefusal(stream, partner, rule, 'policy-violation', text);
+    stream.close(new StreamError('policy-violation', text));
+  }
+}
+
+function partnerOf(stream: S2SStream): PartnerRecord | null {
+  if (stream instanceof InboundStream) return stream.partner;
+  if (stream instanceof OutboundStream) return stream.partner;
+  return null;
+}
+
+function domainsOf(stream: S2SStream): string[] {
+  if (stream instanceof InboundStream) {
+    const domains = stream.authenticatedDomains;
+    if (stream.remoteDomain && !domains.includes(stream.remoteDomain)) domains.push(stream.remoteDomain);
+    return domains;
+  }
+  if (stream instanceof OutboundStream) return [stream.opts.remoteDomain];
+  return [];
+}

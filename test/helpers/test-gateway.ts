@@ -1,0 +1,134 @@
+/**
+ * Starts the real gateway in-process (startGateway, the same composition root `serve` uses) on
+ * 127.0.0.1 port 0, with a throw-away directory holding its config, partners.yaml and TLS
+ * material from a test CA. Logs are captured as parsed JSON lines for assertions.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseGatewayConfig } from '../../src/config/schema.js';
+import { startGateway, type Gateway } from '../../src/gateway.js';
+import { createLogger } from '../../src/log.js';
+import { createCa, generateKeyPem, issueCertificate, type CertificateAndKey, type IssueOptions } from '../../src/tls/cert-factory.js';
+
+/** One RSA key reused for every test certificate: key generation is the slow part (~0.2 s). */
+let sharedKey: string | undefined;
+export function testKey(): string {
+  sharedKey ??= generateKeyPem(2048);
+  return sharedKey;
+}
+
+export interface TestPki {
+  readonly ca: CertificateAndKey;
+  /** A CA the gateway does not trust. */
+  readonly otherCa: CertificateAndKey;
+  issue(opts: IssueOptions, ca?: CertificateAndKey): CertificateAndKey;
+}
+
+export function testPki(): TestPki {
+  const keyPem = testKey();
+  const ca = createCa({ commonName: 'Gateway Test CA', keyPem });
+  const otherCa = createCa({ commonName: 'Unrelated Test CA', keyPem });
+  return {
+    ca,
+    otherCa,
+    issue: (opts, issuer = ca) => issueCertificate(issuer, { keyPem, ...opts }),
+  };
+}
+
+export interface LogLine {
+  level: string;
+  event: string;
+  [field: string]: unknown;
+}
+
+export interface TestGateway {
+  readonly gateway: Gateway;
+  readonly port: number;
+  readonly adminPort: number;
+  readonly dir: string;
+  readonly partnersFile: string;
+  readonly logs: LogLine[];
+  writePartners(yaml: string): Promise<void>;
+  /** Resolves with the first log line (already seen or to come) that matches. */
+  waitForLog(predicate: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  close(): Promise<void>;
+}
+
+export interface TestGatewayOptions {
+  pki: TestPki;
+  partners?: string;
+  localDomains?: string[];
+  /** Extra gateway.yaml lines (top-level keys). */
+  config?: string;
+  routes?: Record<string, string>;
+  dnsServer?: string;
+}
+
+export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'xgw-gw-'));
+  const domains = opts.localDomains ?? ['gw.test'];
+  for (const domain of domains) {
+    // DNS-ID only: ejabberd 23.01 crashes on xmppAddr SANs (peers.md).
+    const cert = opts.pki.issue({ domain });
+    await writeFile(join(dir, `${domain}.crt`), cert.certPem);
+    await writeFile(join(dir, `${domain}.key`), cert.keyPem);
+  }
+  await writeFile(join(dir, 'ca.pem'), opts.pki.ca.certPem);
+  const partnersFile = join(dir, 'partners.yaml');
+  await writeFile(partnersFile, opts.partners ?? '');
+  const routes = Object.entries(opts.routes ?? {}).map(([d, r]) => `    "${d}": "${r}"`).join('\n');
+  const yaml = [
+    'localDomains:',
+    ...domains.map((d) => `  - { domain: ${d}, certificate: ${d}.crt, privateKey: ${d}.key }`),
+    'listen:',
+    '  - { host: 127.0.0.1, port: 0 }',
+    'partners: partners.yaml',
+    'trust: { caFiles: [ca.pem] }',
+    'admin: { listen: { host: 127.0.0.1, port: 0 } }',
+    'dialbackSecret: "gateway-test-dialback-secret-0123456789"',
+    'reloadDebounceMs: 20',
+    'dns:',
+    `  servers: ${opts.dnsServer ? `["${opts.dnsServer}"]` : '["127.0.0.1:9"]'}`,
+    routes ? `  routes:\n${routes}` : '  routes: {}',
+    opts.config ?? '',
+  ].join('\n');
+  const configFile = join(dir, 'gateway.yaml');
+  await writeFile(configFile, `${yaml}\n`);
+  const config = parseGatewayConfig(yaml, configFile);
+  const logs: LogLine[] = [];
+  const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  const log = createLogger('debug', (line) => {
+    const parsed = JSON.parse(line) as LogLine;
+    logs.push(parsed);
+    for (const w of [...waiters]) {
+      if (w.predicate(parsed)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(parsed);
+      }
+    }
+    if (process.env.XGW_TEST_LOGS) process.stderr.write(line);
+  });
+  const gateway = await startGateway(config, log);
+  return {
+    gateway,
+    port: gateway.listeners[0]!.port,
+    adminPort: gateway.admin?.port ?? 0,
+    dir,
+    partnersFile,
+    logs,
+    writePartners: (text) => writeFile(partnersFile, text),
+    waitForLog(predicate, timeoutMs = 5000) {
+      const seen = logs.find(predicate);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-10).map((l) => JSON.stringify(l)).join('\n')}`)), timeoutMs);
+        waiters.push({ predicate, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      });
+    },
+    async close() {
+      await gateway.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
