@@ -10,6 +10,7 @@ import type { ConnectionLimits } from './stream/connection-limits.js';
 import type { S2SStream } from './stream/s2s-stream.js';
 import type { StreamAuth } from './stream/stream-info.js';
 import type { TlsContexts } from './tls/tls-contexts.js';
+import type { TlsServerUpgrade } from './tls/server-upgrade.js';
 import type { Element } from './xml/ltx.js';
 
 /** Events a stream reports; gateway.ts turns them into logs and metrics, per partner. */
@@ -42,6 +43,8 @@ export interface GatewayContext {
   partners(): PartnerList;
   readonly localDomains: ReadonlySet<string>;
   readonly tls: TlsContexts;
+  /** Server-side STARTTLS handshakes (client certificates verified by OpenSSL). */
+  readonly tlsUpgrade: TlsServerUpgrade;
   readonly dialbackSecret: string;
   readonly limits: ConnectionLimits;
   readonly events: StreamEvents;

@@ -27,6 +27,7 @@ import { now, type S2SStream } from './stream/s2s-stream.js';
 import { StreamSupervisor } from './stream/stream-supervisor.js';
 import { ensureDevCertificates } from './tls/cert-factory.js';
 import { TlsContexts } from './tls/tls-contexts.js';
+import { TlsServerUpgrade } from './tls/server-upgrade.js';
 import { randomBytes } from 'node:crypto';
 
 /** Unauthenticated inbound connections allowed per remote address. */
@@ -89,6 +90,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     partners: () => reloader.current,
     localDomains: new Set(config.localDomains.map((d) => d.domain)),
     tls,
+    tlsUpgrade: new TlsServerUpgrade(tls),
     dialbackSecret: config.dialbackSecret ?? randomBytes(32).toString('hex'),
     limits,
     events,

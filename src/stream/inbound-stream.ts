@@ -22,7 +22,6 @@ import { normalizeDomain } from '../policy/domain.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { jidDomain } from '../routing/jid.js';
 import { checkPeerCertificate } from '../tls/peer-certificate.js';
-import { ALPN_XMPP_SERVER } from '../tls/tls-contexts.js';
 import { dialbackFeature, saslMechanismsFeature, starttlsFeature, streamFeatures, streamHeader } from '../xml/builders.js';
 import type { Element } from '../xml/ltx.js';
 import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_TLS } from '../xml/namespaces.js';
@@ -293,17 +292,8 @@ export class InboundStream extends S2SStream {
     this.send(`<proceed xmlns='${NS_TLS}'/>`);
     this.flush();
     this.phase = 'tls-handshake';
-    const local = this.localDomain;
     this.upgradeToTls(
-      (raw) =>
-        S2SStream.serverTls(raw, {
-          secureContext: this.ctx.tls.contextFor(local ?? undefined),
-          // XEP-0368 / protocol.md 2.2: SNI picks the certificate of the requested local domain.
-          SNICallback: (servername, cb) => cb(null, this.ctx.tls.contextFor(this.ctx.localDomains.has(servername) ? servername : (local ?? undefined))),
-          requestCert: true,
-          rejectUnauthorized: false,
-          ALPNProtocols: [ALPN_XMPP_SERVER],
-        }),
+      (raw) => this.ctx.tlsUpgrade.upgrade(raw),
       (tlsSocket) => {
         if (this.isTls) return;
         this.isTls = true;
@@ -374,8 +364,7 @@ export class InboundStream extends S2SStream {
     this.authMethod = 'sasl-external';
     this.addPair(domain, this.localDomain!);
     this.ctx.events.authenticated(this, partner.Identity, domain, 'sasl-external');
-    this.parser.reset();
-    this.parser.resume();
+    this.restartParser();
     this.phase = 'header';
   }
 

@@ -291,7 +291,7 @@ export class OutboundStream extends S2SStream {
   private saslSucceeded(): void {
     this.saslDone = true;
     this.authMethod = 'sasl-external';
-    this.parser.reset();
+    this.restartParser();
     this.sendHeader(this.header());
   }
 

@@ -9,7 +9,7 @@
  * s2s_close_timeout; ws's close timer.
  */
 import type { Socket } from 'node:net';
-import { TLSSocket, type TLSSocketOptions } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { StreamError } from '../errors.js';
 import { STREAM_CLOSE, streamError } from '../xml/builders.js';
@@ -132,26 +132,54 @@ export abstract class S2SStream implements StreamParserHandler {
 
   /**
    * Moves the stream onto TLS on the same TCP connection. Our listeners move to the TLS socket,
-   * so no plaintext byte is parsed after this point (RFC 6120 section 5.4.3.3).
+   * so no plaintext byte is parsed after this point (RFC 6120 section 5.4.3.3). `make` returns
+   * the TLS socket at once (client side) or once the handshake is done (server side).
    */
-  protected upgradeToTls(make: (raw: Socket) => TLSSocket, onSecure: (tls: TLSSocket) => void): void {
+  protected upgradeToTls(make: (raw: Socket) => TLSSocket | Promise<TLSSocket>, onSecure: (tls: TLSSocket) => void): void {
     const raw = this.socket;
     this.unlisten(raw);
-    const tlsSocket = make(raw);
-    this.socket = tlsSocket;
-    this.listen(tlsSocket);
-    tlsSocket.once('secure', () => {
-      this.tlsVersion = tlsSocket.getProtocol();
-      onSecure(tlsSocket);
-    });
-    tlsSocket.once('secureConnect', () => {
-      this.tlsVersion = tlsSocket.getProtocol();
-      onSecure(tlsSocket);
-    });
+    const made = make(raw);
+    if (made instanceof TLSSocket) {
+      this.adopt(made);
+      let done = false;
+      const secured = () => {
+        if (done) return;
+        done = true;
+        this.tlsVersion = made.getProtocol();
+        onSecure(made);
+      };
+      made.once('secure', secured);
+      made.once('secureConnect', secured);
+      return;
+    }
+    // Until the handshake completes, a closing TCP socket still ends this stream.
+    raw.on('close', this.onSocketClose);
+    made.then(
+      (tlsSocket) => {
+        raw.removeListener('close', this.onSocketClose);
+        this.adopt(tlsSocket);
+        this.tlsVersion = tlsSocket.getProtocol();
+        onSecure(tlsSocket);
+      },
+      () => raw.destroy(),
+    );
   }
 
-  static serverTls(raw: Socket, options: TLSSocketOptions): TLSSocket {
-    return new TLSSocket(raw, { ...options, isServer: true });
+  private adopt(tlsSocket: TLSSocket): void {
+    this.socket = tlsSocket;
+    this.listen(tlsSocket);
+  }
+
+  /**
+   * RFC 6120 section 6.4.6: after SASL success a new stream document starts right after the
+   * current element. Called from a parser handler: the reset takes effect when it returns and
+   * parsing resumes on the next tick (the parser refuses re-entrant resume()).
+   */
+  protected restartParser(): void {
+    this.parser.reset();
+    process.nextTick(() => {
+      if (!this.closed) this.parser.resume();
+    });
   }
 
   // Closing -------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ export class TlsContexts {
   private constructor(
     private readonly byDomain: ReadonlyMap<string, SecureContext>,
     readonly defaultDomain: string,
+    /** PEM certificate and key of the first local domain (the certificate shown without SNI). */
+    readonly defaultMaterial: { readonly certPem: string; readonly keyPem: string },
     /** PEM text of the trust anchors (for `ca:` options) and parsed forms (for chain checks). */
     readonly caPem: readonly string[],
     readonly trustAnchors: readonly X509Certificate[],
@@ -42,9 +44,11 @@ export class TlsContexts {
       throw new ConfigError(`cannot parse CA certificates: ${(err as Error).message}`, config.file, undefined, 'trust.caFiles');
     }
     const contexts = new Map<string, SecureContext>();
+    let defaultMaterial: { certPem: string; keyPem: string } | undefined;
     for (const local of config.localDomains) {
       const cert = await readPem(local.certificate, 'certificate');
       const key = await readPem(local.privateKey, 'privateKey');
+      defaultMaterial ??= { certPem: cert, keyPem: key };
       try {
         contexts.set(
           local.domain,
@@ -54,7 +58,7 @@ export class TlsContexts {
         throw new ConfigError(`TLS material for ${local.domain} is unusable: ${(err as Error).message}`, config.file, undefined, 'localDomains');
       }
     }
-    return new TlsContexts(contexts, config.localDomains[0]!.domain, caPem, trustAnchors);
+    return new TlsContexts(contexts, config.localDomains[0]!.domain, defaultMaterial!, caPem, trustAnchors);
   }
 
   /** The context for a local domain (falls back to the first one, e.g. when SNI is absent). */
