@@ -10,7 +10,7 @@ import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { loadGatewayConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, StreamError } from './errors.js';
 import type { GatewayContext, StreamEvents } from './gateway-context.js';
 import { createLogger, type Logger } from './log.js';
 import { DialbackVerifier } from './negotiation/dialback-verifier.js';
@@ -30,6 +30,8 @@ import { TlsContexts } from './tls/tls-contexts.js';
 import { TlsServerUpgrade } from './tls/server-upgrade.js';
 import { randomBytes } from 'node:crypto';
 
+/** How long peers get to answer our closing tag at shutdown before their sockets are destroyed. */
+const SHUTDOWN_GRACE_MS = 500;
 /** Unauthenticated inbound connections allowed per remote address. */
 const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
 /** Dialback verification connections in flight, gateway-wide (not counted per partner). */
@@ -147,9 +149,16 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     async close() {
       supervisor.stop();
       reloader.stop();
-      await Promise.all(listeners.map((l) => l.close()));
-      for (const s of streams) s.close(undefined);
+      // Stop accepting, then end every stream (RFC 6120 section 4.9.3.17 system-shutdown); the
+      // listeners finish closing once their connections are gone.
+      const stopped = Promise.all(listeners.map((l) => l.close()));
+      for (const s of streams) s.close(new StreamError('system-shutdown', 'the gateway is shutting down'));
       pool.closeAll();
+      const grace = setTimeout(() => {
+        for (const s of streams) s.destroy();
+      }, SHUTDOWN_GRACE_MS);
+      await stopped;
+      clearTimeout(grace);
       await admin?.close();
     },
   };
