@@ -32,10 +32,6 @@ import { randomBytes } from 'node:crypto';
 
 /** How long peers get to answer our closing tag at shutdown before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 500;
-/** Unauthenticated inbound connections allowed per remote address. */
-const MAX_UNAUTHENTICATED_PER_ADDRESS = 32;
-/** Dialback verification connections in flight, gateway-wide (not counted per partner). */
-const MAX_DIALBACK_VERIFICATIONS = 100;
 
 export interface Gateway {
   readonly config: GatewayConfig;
@@ -79,8 +75,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   const limits = new ConnectionLimits({
     connectionLimit: config.connectionLimit,
     partnerConnectionLimit: config.partnerConnectionLimit,
-    maxUnauthenticatedPerAddress: MAX_UNAUTHENTICATED_PER_ADDRESS,
-    maxDialbackVerifications: MAX_DIALBACK_VERIFICATIONS,
+    maxUnauthenticatedPerAddress: config.maxUnauthenticatedConnectionsPerAddress,
+    maxDialbackVerifications: config.maxDialbackVerifications,
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);

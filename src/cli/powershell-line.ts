@@ -10,7 +10,7 @@
  * parameter names, variables and command names are kept as written for the executor.
  */
 import { UsageError } from '../errors.js';
-import { matchesWildcard, wildcardToRegExp } from './wildcard.js';
+import { matchesWildcard, wildcardToRegExp } from '../policy/wildcard.js';
 
 // ---------------------------------------------------------------------------------------------
 // AST

@@ -47,6 +47,10 @@ export interface GatewayConfig {
   readonly logMessageBodies: boolean;
   /** Debounce for the partner-file watcher. */
   readonly reloadDebounceMs: number;
+  /** Inbound connections not yet authenticated, per remote address (floods, slowloris). */
+  readonly maxUnauthenticatedConnectionsPerAddress: number;
+  /** Dialback verification connections in flight, gateway-wide; not counted against partners. */
+  readonly maxDialbackVerifications: number;
 }
 
 /** Defaults: Lync's documented values where it has one (design.md section 2). */
@@ -62,12 +66,15 @@ export const DEFAULTS = {
   preAuthMaxStanzaBytes: 8_192,
   logMessageBodies: false,
   reloadDebounceMs: 200,
+  maxUnauthenticatedConnectionsPerAddress: 32,
+  maxDialbackVerifications: 100,
 } as const;
 
 const KNOWN_KEYS = new Set([
   'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
+  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications',
 ]);
 
 /** Parses and validates gateway.yaml text; `warn` receives non-fatal notes (unknown keys). */
@@ -168,6 +175,8 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     preAuthMaxStanzaBytes: int('preAuthMaxStanzaBytes', 512),
     logMessageBodies: v.bool(get('logMessageBodies'), 'logMessageBodies', DEFAULTS.logMessageBodies),
     reloadDebounceMs: int('reloadDebounceMs', 0),
+    maxUnauthenticatedConnectionsPerAddress: int('maxUnauthenticatedConnectionsPerAddress', 1),
+    maxDialbackVerifications: int('maxDialbackVerifications', 1),
   };
   return deepFreeze(config);
 }

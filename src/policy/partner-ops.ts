@@ -5,7 +5,7 @@
  * on a copy and writes nothing.
  */
 import { UsageError } from '../errors.js';
-import { matchesWildcard } from '../cli/wildcard.js';
+import { matchesWildcard } from './wildcard.js';
 import type { PartnerDocument } from './partner-file.js';
 import type { PartnerList } from './partner-list.js';
 import type { PartnerStore } from './partner-store.js';

@@ -100,3 +100,33 @@ describe('first gate', () => {
     expect(await peer.expectStreamError()).toMatchObject({ condition: 'unsupported-version' });
   });
 });
+
+describe('unauthenticated connections per address', () => {
+  it('the connection beyond maxUnauthenticatedConnectionsPerAddress is refused, naming the cap', async () => {
+    const capped = await startTestGateway({ pki: testPki(), partners: '- Identity: strict.test\n', config: 'maxUnauthenticatedConnectionsPerAddress: 2' });
+    try {
+      const first = await ScriptedPeer.connect(capped.port);
+      const second = await ScriptedPeer.connect(capped.port);
+      const third = await ScriptedPeer.connect(capped.port);
+      third.sendHeader({ from: 'strict.test', to: 'gw.test' });
+      await third.header();
+      const err = await third.expectStreamError();
+      expect(err.condition).toBe('policy-violation');
+      expect(err.text).toMatch(/maxUnauthenticatedPerAddress|unauthenticated connections from 127\.0\.0\.1 \(limit 2\)/);
+      for (const p of [first, second]) {
+        p.sendHeader({ from: 'strict.test', to: 'gw.test' });
+        expect(summarizeFeatures(await p.features())).toMatchObject({ starttls: true });
+        p.destroy();
+      }
+      // Slots are given back when connections go away.
+      await new Promise((r) => setTimeout(r, 100));
+      const fourth = await ScriptedPeer.connect(capped.port);
+      fourth.sendHeader({ from: 'strict.test', to: 'gw.test' });
+      await fourth.header();
+      expect(summarizeFeatures(await fourth.features()).starttls).toBe(true);
+      fourth.destroy();
+    } finally {
+      await capped.close();
+    }
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { matchesWildcard, wildcardToRegExp } from '../../src/cli/wildcard.js';
+import { matchesWildcard, wildcardToRegExp } from '../../src/policy/wildcard.js';
 import { UsageError } from '../../src/errors.js';
 
 describe('matchesWildcard: PowerShell -like', () => {
