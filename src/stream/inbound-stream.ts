@@ -29,14 +29,11 @@ import { localName, nsOf } from '../xml/stream-parser.js';
 import { now, S2SStream } from './s2s-stream.js';
 import type { StreamAuth, StreamInfo } from './stream-info.js';
 
-type Phase = 'header' | 'negotiating' | 'tls-handshake' | 'closed';
-
 /** Dialback requests waiting for the authoritative server, per stream (XEP-0220 section 2.6.2). */
 const MAX_PENDING_DIALBACK = 10;
 
 export class InboundStream extends S2SStream {
   readonly direction = 'inbound' as const;
-  private phase: Phase = 'header';
   /** XMPP stream id of the current stream document (fresh per header, an input to dialback keys). */
   streamId = '';
   localDomain: string | null = null;
@@ -163,7 +160,7 @@ export class InboundStream extends S2SStream {
 
   streamStart(attrs: Readonly<Record<string, string>>): void {
     if (this.closed) return;
-    const restart = this.phase !== 'header' || this.streamId !== '';
+    const restart = this.streamId !== ''; // a header after STARTTLS or SASL success
     this.streamId = newStreamId();
     const version = attrs.version;
     this.version1 = version !== undefined && version !== '' && /^1\.\d+$/.test(version);
@@ -213,7 +210,6 @@ export class InboundStream extends S2SStream {
       }
     }
     this.sendHeader(this.header());
-    this.phase = 'negotiating';
     if (this.version1) this.sendFeatures();
   }
 
@@ -236,12 +232,12 @@ export class InboundStream extends S2SStream {
     } else if (!p) {
       features.push(saslMechanismsFeature(['EXTERNAL']), dialbackFeature(true));
     } else {
-      const sasl = saslAllowed(p, true).ok && this.certificateProblem(p, this.remoteDomain!) === null;
+      const sasl = saslAllowed(p, true).ok && this.certificateProblem(this.remoteDomain!) === null;
       if (sasl) features.push(saslMechanismsFeature(['EXTERNAL']));
       if (dialbackAllowed(p, true).ok) features.push(dialbackFeature(true));
       if (!sasl && p.SaslNegotiation === 'Required') {
         // design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
-        const problem = this.certificateProblem(p, this.remoteDomain!) ?? `SaslNegotiation is Required for partner ${p.Identity}`;
+        const problem = this.certificateProblem(this.remoteDomain!) ?? `SaslNegotiation is Required for partner ${p.Identity}`;
         return this.refuse(p.Identity, 'not-authorized', 'SaslNegotiation', `SaslNegotiation is Required for partner ${p.Identity} and its certificate cannot be used: ${problem}`);
       }
     }
@@ -291,7 +287,6 @@ export class InboundStream extends S2SStream {
     }
     this.send(`<proceed xmlns='${NS_TLS}'/>`);
     this.flush();
-    this.phase = 'tls-handshake';
     this.upgradeToTls(
       (raw) => this.ctx.tlsUpgrade.upgrade(raw),
       (tlsSocket) => {
@@ -303,13 +298,12 @@ export class InboundStream extends S2SStream {
         this.parser.takePending();
         this.parser.reset();
         this.parser.resume();
-        this.phase = 'header';
       },
     );
   }
 
   /** Why the peer certificate cannot authenticate `domain` (null when it can). */
-  private certificateProblem(p: PartnerRecord, domain: string): string | null {
+  private certificateProblem(domain: string): string | null {
     if (!this.tlsSocket) return 'no TLS';
     const check = checkPeerCertificate(this.tlsSocket, domain, {
       trustAnchors: this.ctx.tls.trustAnchors,
@@ -317,7 +311,6 @@ export class InboundStream extends S2SStream {
     });
     if (!check.chainValid) return `certificate not trusted (${check.chainError ?? 'unknown error'})`;
     if (!check.identity.ok) return `certificate does not name ${domain} (${check.identity.reason})`;
-    void p;
     return null;
   }
 
@@ -352,7 +345,7 @@ export class InboundStream extends S2SStream {
     this.partner = partner;
     const allowed = saslAllowed(partner, true);
     if (!allowed.ok) return this.saslRefused('invalid-mechanism', allowed.rule, allowed.text, false);
-    const problem = this.certificateProblem(partner, domain);
+    const problem = this.certificateProblem(domain);
     if (problem !== null) {
       // XEP-0178: keep the stream for dialback unless the record requires SASL.
       return this.saslRefused('not-authorized', 'certificate', `${domain}: ${problem}`, partner.SaslNegotiation === 'Required' || !dialbackAllowed(partner, true).ok);
@@ -365,7 +358,6 @@ export class InboundStream extends S2SStream {
     this.addPair(domain, this.localDomain!);
     this.ctx.events.authenticated(this, partner.Identity, domain, 'sasl-external');
     this.restartParser();
-    this.phase = 'header';
   }
 
   private saslRefused(condition: Parameters<typeof saslFailure>[0], rule: string, text: string, closeStream: boolean): void {
