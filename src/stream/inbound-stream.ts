@@ -24,7 +24,7 @@ import { jidDomain } from '../routing/jid.js';
 import { checkPeerCertificate } from '../tls/peer-certificate.js';
 import { dialbackFeature, saslMechanismsFeature, starttlsFeature, streamFeatures, streamHeader } from '../xml/builders.js';
 import type { Element } from '../xml/ltx.js';
-import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_TLS } from '../xml/namespaces.js';
+import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from '../xml/namespaces.js';
 import { localName, nsOf } from '../xml/stream-parser.js';
 import { now, S2SStream } from './s2s-stream.js';
 import type { StreamAuth, StreamInfo } from './stream-info.js';
@@ -257,6 +257,11 @@ export class InboundStream extends S2SStream {
     if (ns === NS_DIALBACK) {
       if (name === 'result') return this.dialbackResult(el);
       if (name === 'verify') return this.dialbackVerify(el);
+    }
+    if (ns === NS_STREAMS && name === 'error') {
+      // RFC 6120 section 4.9.1.2: a stream error from the peer ends the stream; never answer it with one.
+      this.ctx.log.info('stream.error-received', { stream: this.connectionId, partner: this.partner?.Identity ?? null, condition: el.getChildElements()[0]?.name });
+      return this.close();
     }
     if (ns === NS_TLS && name === 'starttls') return this.starttls();
     if (ns === NS_SASL && name === 'auth') return this.saslAuth(el);

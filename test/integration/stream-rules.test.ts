@@ -161,3 +161,12 @@ describe('several domains of one partner on one stream (AdditionalDomains)', () 
     expect((await peer.expectStreamError()).condition).toBe('not-authorized');
   });
 });
+
+describe('stream errors from the peer', () => {
+  it('end the stream without an error in reply', async () => {
+    const peer = await headerThen(`<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>`);
+    const closed = await peer.closed();
+    expect(closed.streamEnd).toBe(true);
+    expect(peer.received.some((r) => r.el.name === 'stream:error')).toBe(false);
+  });
+});
