@@ -81,9 +81,13 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   private async reloadOnce(force: boolean): Promise<void> {
     let text: string;
     try {
-      text = await this.readText();
+      // A file that vanishes while the gateway runs is most likely being replaced (editors that
+      // delete then create): keep the list in force rather than dropping every partner.
+      text = await this.readText(false);
     } catch (err) {
-      this.fail(err as Error);
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      if (missing && !force && this.lastError?.message.includes('not found')) return;
+      this.fail(missing ? new Error(`${this.store.file}: partner file not found; the previous list stays in force`) : (err as Error));
       return;
     }
     if (!force && text === this.lastText) return;
@@ -111,11 +115,12 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     this.emit('failed', err);
   }
 
-  private async readText(): Promise<string> {
+  /** The file's text; a missing file is an empty list only at start-up (`missingIsEmpty`). */
+  private async readText(missingIsEmpty = true): Promise<string> {
     try {
       return await readFile(this.store.file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      if (missingIsEmpty && (err as NodeJS.ErrnoException).code === 'ENOENT') return '';
       throw err;
     }
   }

@@ -43,6 +43,8 @@ export abstract class S2SStream implements StreamParserHandler {
   closed = false;
   closeReason: StreamError | undefined;
   protected headerSent = false;
+  /** Server-side STARTTLS handshake under way: the raw socket belongs to TLS, no plaintext may be written. */
+  private handshaking = false;
   protected readonly parser: StreamParser;
   private outQueue: string[] = [];
   private flushScheduled = false;
@@ -154,8 +156,10 @@ export abstract class S2SStream implements StreamParserHandler {
     }
     // Until the handshake completes, a closing TCP socket still ends this stream.
     raw.on('close', this.onSocketClose);
+    this.handshaking = true;
     made.then(
       (tlsSocket) => {
+        this.handshaking = false;
         raw.removeListener('close', this.onSocketClose);
         this.adopt(tlsSocket);
         this.tlsVersion = tlsSocket.getProtocol();
@@ -190,6 +194,9 @@ export abstract class S2SStream implements StreamParserHandler {
    */
   close(err?: StreamError): void {
     if (this.closed) return;
+    // RFC 6120 section 5.4.3.3: after <proceed/> nothing but TLS may go out on this connection;
+    // mid-handshake (server side) the only clean way out is to drop it.
+    if (this.handshaking) return this.destroy(err);
     if (err) this.closeReason = err;
     if (!this.headerSent) this.sendHeader(this.openingHeader());
     if (err) this.send(streamError(err.condition, err.message));

@@ -100,11 +100,13 @@ export class StreamSupervisor {
   private enforceLimits(list: PartnerList): void {
     for (const record of list.records) {
       for (const direction of ['inbound', 'outbound'] as const) {
-        const counted = [...this.limits.partnerStreams(record, direction)] as S2SStream[];
+        // Streams closed a moment ago (e.g. by the rule checks above) stay counted until their
+        // socket is gone; they must not push the open ones over the new limit.
+        const open = ([...this.limits.partnerStreams(record, direction)] as S2SStream[]).filter((s) => !s.closed);
         const limit = this.limits.partnerLimit(record);
-        if (counted.length <= limit) continue;
-        const newestFirst = counted.filter((s) => !s.closed).sort((a, b) => b.createdAt - a.createdAt);
-        for (const stream of newestFirst.slice(0, newestFirst.length - limit)) {
+        if (open.length <= limit) continue;
+        const newestFirst = open.sort((a, b) => b.createdAt - a.createdAt);
+        for (const stream of newestFirst.slice(0, open.length - limit)) {
           this.refuse(stream, record.Identity, 'ConnectionLimit', `ConnectionLimit of partner ${record.Identity} lowered to ${limit} (${direction} streams)`);
         }
       }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseGatewayConfig } from '../../src/config/schema.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
+import { writeFileAtomic } from '../../src/policy/atomic-write.js';
 import { createCa, generateKeyPem, issueCertificate, type CertificateAndKey, type IssueOptions } from '../../src/tls/cert-factory.js';
 
 /** One RSA key reused for every test certificate: key generation is the slow part (~0.2 s). */
@@ -117,7 +118,8 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     dir,
     partnersFile,
     logs,
-    writePartners: (text) => writeFile(partnersFile, text),
+    // Atomic like the CLI's writes: a reload never sees a half-written file.
+    writePartners: (text) => writeFileAtomic(partnersFile, text),
     waitForLog(predicate, timeoutMs = 5000) {
       const seen = logs.find(predicate);
       if (seen) return Promise.resolve(seen);
