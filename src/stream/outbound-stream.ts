@@ -321,7 +321,12 @@ export class OutboundStream extends S2SStream {
     const v = this.opts.verify;
     const { from, to, id, type } = el.attrs;
     if (!v || from !== this.opts.remoteDomain || to !== this.opts.localDomain || id !== v.streamId) return;
-    this.resolveVerify(type === 'valid' ? 'valid' : 'invalid');
+    if (type === 'valid' || type === 'invalid') this.resolveVerify(type);
+    else {
+      // XEP-0220 section 2.6: an error answer says nothing about the key; report it as a failure.
+      const condition = el.getChild('error')?.getChildElements()[0]?.name ?? 'undefined-condition';
+      this.fail(new OutboundFailure('remote-server-timeout', `${this.opts.remoteDomain} answered the verification with an error (${condition})`));
+    }
     this.close();
   }
 
