@@ -359,3 +359,36 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     expect(r.stderr.trim()).toMatch(/gateway\.yaml:\d+: connectionLimit: "lots" is not a whole number/);
   });
 });
+
+describe('-Confirm on a terminal', () => {
+  /** Runs the CLI on a pseudo-terminal (util-linux `script`) and answers the prompt. */
+  async function onTerminal(args: string[], answer: string): Promise<{ code: number | null; output: string }> {
+    const { spawn } = await import('node:child_process');
+    const { BIN } = await import('../helpers/cli.js');
+    const command = [process.execPath, BIN, '--config', t.config, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+    const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    let answered = false;
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      output += d;
+      if (!answered && output.includes('[Y] Yes  [N] No')) {
+        answered = true;
+        child.stdin.write(`${answer}\r`);
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    return { code, output };
+  }
+
+  it('asks before removing; "n" changes nothing, "y" removes', async () => {
+    t = await tempConfig(THREE);
+    const before = await t.readPartners();
+    const no = await onTerminal(['partner', 'remove', '--identity', 'contoso.com', '--confirm'], 'n');
+    expect(no.output).toContain('Performing operation "Remove-CsXmppAllowedPartner" on Target "contoso.com".');
+    expect(no.code).not.toBe(0);
+    expect(await t.readPartners()).toBe(before);
+    const yes = await onTerminal(['cmdlet', 'Remove-CsXmppAllowedPartner -Identity contoso.com -Confirm'], 'y');
+    expect(yes.code).toBe(0);
+    expect(await t.readPartners()).not.toContain('contoso.com');
+  });
+});
