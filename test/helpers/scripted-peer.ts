@@ -159,13 +159,8 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string, context:
   });
 }
 
-/** The domain part of a JID (`local@domain/resource` → `domain`); '' for an empty string. */
-export function jidDomain(jid: string): string {
-  const slash = jid.indexOf('/');
-  const bare = slash === -1 ? jid : jid.slice(0, slash);
-  const at = bare.indexOf('@');
-  return at === -1 ? bare : bare.slice(at + 1);
-}
+/** The domain part of a JID: the gateway's own helper, so tests and gateway agree on it. */
+export { jidDomain } from '../../src/routing/jid.js';
 
 /** Parsed `<stream:error>`. */
 export interface StreamErrorInfo {
