@@ -2,7 +2,7 @@
  * Every TLS × SASL × dialback policy that a record may hold, against every certificate state a
  * partner may present, negotiated for real: TLS handshakes with certificates from a test CA,
  * SASL EXTERNAL, and dialback verified by calling the partner's authoritative server back (a
- * FakePartnerServer reached through a static route).
+ * FakePartnerServer found through DNS SRV answered by a real dns2 server).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
@@ -10,6 +10,7 @@ import { checkCombination, newRecord } from '../../src/policy/validate.js';
 import type { Negotiation } from '../../src/policy/types.js';
 import { NEGOTIATION_MATRIX } from '../fixtures/negotiation-matrix.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
+import { startTestDns, type TestDns } from '../helpers/test-dns.js';
 import { attempt, PEER_DIALBACK_SECRET, type Outcome } from '../helpers/partner-attempt.js';
 import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
@@ -35,6 +36,7 @@ function expected(p: (typeof POLICIES)[number], cert: CertState): Outcome {
 let pki: TestPki;
 let gw: TestGateway;
 let authority: FakePartnerServer;
+let dns: TestDns;
 
 beforeAll(async () => {
   pki = testPki();
@@ -54,16 +56,15 @@ beforeAll(async () => {
   const partners = POLICIES.map(
     (p) => `- Identity: ${domainOf(p)}\n  TlsNegotiation: ${p.tls}\n  SaslNegotiation: ${p.sasl}\n  SupportDialbackNegotiation: ${p.dialback}\n`,
   ).join('');
-  gw = await startTestGateway({
-    pki,
-    partners,
-    routes: Object.fromEntries(domains.map((d) => [d, `127.0.0.1:${authority.port}`])),
-  });
+  // The authoritative server is found the way a real one is: DNS SRV, from a dns2 server.
+  dns = await startTestDns({ srv: Object.fromEntries(domains.map((d) => [`_xmpp-server._tcp.${d}`, [{ target: '127.0.0.1.', port: authority.port }]])) });
+  gw = await startTestGateway({ pki, partners, dnsServer: dns.address });
 });
 
 afterAll(async () => {
   await gw?.close();
   await authority?.close();
+  await dns?.close();
 });
 
 function certFor(domain: string, state: CertState) {
