@@ -39,7 +39,8 @@ export class OutboundPool {
   send(localDomain: string, remoteDomain: string, text: string, undeliverable?: Undeliverable): void {
     const key = `${localDomain} ${remoteDomain}`;
     let link = this.links.get(key);
-    if (link?.stream?.authenticated && !link.stream.closed) {
+    // Straight onto an established stream, unless earlier stanzas still wait to be flushed (order).
+    if (link?.stream?.authenticated && !link.stream.closed && link.queue.length === 0) {
       link.stream.sendStanza(text);
       return;
     }
