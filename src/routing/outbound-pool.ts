@@ -25,10 +25,12 @@ export const MAX_QUEUED_STANZAS = 10_000;
 class Link {
   stream: OutboundStream | undefined;
   queue: Pending[] = [];
+  constructor(readonly localDomain: string, readonly remoteDomain: string) {}
 }
 
 export class OutboundPool {
-  private readonly links = new Map<string, Link>();
+  /** local domain ⇒ partner domain ⇒ link; nested so the per-stanza lookup builds no key string. */
+  private readonly links = new Map<string, Map<string, Link>>();
 
   constructor(
     private readonly ctx: GatewayContext,
@@ -37,8 +39,7 @@ export class OutboundPool {
   ) {}
 
   send(localDomain: string, remoteDomain: string, text: string, undeliverable?: Undeliverable): void {
-    const key = `${localDomain} ${remoteDomain}`;
-    let link = this.links.get(key);
+    let link = this.links.get(localDomain)?.get(remoteDomain);
     // Straight onto an established stream, unless earlier stanzas still wait to be flushed (order).
     if (link?.stream?.authenticated && !link.stream.closed && link.queue.length === 0) {
       link.stream.sendStanza(text);
@@ -50,26 +51,29 @@ export class OutboundPool {
       return;
     }
     if (!link) {
-      link = new Link();
-      this.links.set(key, link);
+      link = new Link(localDomain, remoteDomain);
+      let byRemote = this.links.get(localDomain);
+      if (!byRemote) this.links.set(localDomain, (byRemote = new Map()));
+      byRemote.set(remoteDomain, link);
     }
     if (link.queue.length >= MAX_QUEUED_STANZAS) {
       undeliverable?.('resource-constraint', `more than ${MAX_QUEUED_STANZAS} stanzas waiting for ${remoteDomain}`);
       return;
     }
     link.queue.push({ text, undeliverable });
-    if (!link.stream || link.stream.closed) void this.open(key, link, localDomain, remoteDomain);
+    if (!link.stream || link.stream.closed) void this.open(link);
   }
 
   /** Closes every outbound stream (shutdown). */
   closeAll(): void {
-    for (const link of this.links.values()) link.stream?.close();
+    for (const byRemote of this.links.values()) for (const link of byRemote.values()) link.stream?.close();
   }
 
-  private async open(key: string, link: Link, localDomain: string, remoteDomain: string): Promise<void> {
+  private async open(link: Link): Promise<void> {
+    const { localDomain, remoteDomain } = link;
     const partner = this.ctx.partners().partnerFor(remoteDomain)!;
     const total = this.ctx.limits.openConnection();
-    if (!total.ok) return this.failAll(key, link, new OutboundFailure('resource-constraint', total.text));
+    if (!total.ok) return this.failAll(link, new OutboundFailure('resource-constraint', total.text));
     let stream: OutboundStream;
     try {
       const { socket, target } = await connectToDomain(this.resolver, remoteDomain, partner.ProxyFqdn);
@@ -78,30 +82,35 @@ export class OutboundPool {
       this.ctx.limits.closeConnection();
       const text = err instanceof GatewayError ? err.message : String(err);
       this.ctx.log.info('outbound.connect-failed', { remote: remoteDomain, error: text });
-      return this.failAll(key, link, new OutboundFailure('remote-server-not-found', text));
+      return this.failAll(link, new OutboundFailure('remote-server-not-found', text));
     }
     link.stream = stream;
     this.register(stream);
     stream.onRelease(() => {
       this.ctx.limits.closeConnection();
       if (link.stream === stream) link.stream = undefined;
-      if (link.queue.length === 0 && !link.stream && this.links.get(key) === link) this.links.delete(key);
+      if (link.queue.length === 0 && !link.stream) this.forget(link);
     });
     try {
       await stream.ready;
     } catch (err) {
       if (link.stream === stream) link.stream = undefined;
-      return this.failAll(key, link, err as OutboundFailure);
+      return this.failAll(link, err as OutboundFailure);
     }
     const queued = link.queue;
     link.queue = [];
     for (const p of queued) stream.sendStanza(p.text);
   }
 
-  private failAll(key: string, link: Link, err: OutboundFailure): void {
+  private forget(link: Link): void {
+    const byRemote = this.links.get(link.localDomain);
+    if (byRemote?.get(link.remoteDomain) === link) byRemote.delete(link.remoteDomain);
+  }
+
+  private failAll(link: Link, err: OutboundFailure): void {
     const queued = link.queue;
     link.queue = [];
-    this.links.delete(key);
+    this.forget(link);
     for (const p of queued) p.undeliverable?.(err.condition, err.message);
   }
 }
