@@ -63,12 +63,12 @@ describe.concurrent('streamEstablishmentTimeoutSeconds: 1', () => {
     peer.sendHeader({ from: 'ka.test', to: 'gw.test' });
     await peer.header();
     await peer.features();
-    const err = await peer.expectStreamError(3000);
+    const err = await peer.expectStreamError(4500);
     const after = Date.now() - t0;
     expect(err.condition).toBe('connection-timeout');
     expect(err.text).toMatch(/streamEstablishmentTimeoutSeconds/);
     expect(after).toBeGreaterThanOrEqual(900);
-    expect(after).toBeLessThan(2000);
+    expect(after).toBeLessThan(3000); // generous: CI runs real XMPP servers alongside
     expect((await peer.closed()).streamEnd).toBe(true);
   });
 
@@ -82,9 +82,9 @@ describe.concurrent('streamEstablishmentTimeoutSeconds: 1', () => {
       if (!peer.closedAlready) peer.sendRaw(' ');
     }, 200);
     try {
-      const err = await peer.expectStreamError(3000);
+      const err = await peer.expectStreamError(4500);
       expect(err.condition).toBe('connection-timeout');
-      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(Date.now() - t0).toBeLessThan(3000);
     } finally {
       clearInterval(timer);
     }
@@ -103,7 +103,7 @@ describe.concurrent('streamEstablishmentTimeoutSeconds: 1', () => {
     await peer.closed(3000);
     const after = Date.now() - t0;
     expect(after).toBeGreaterThanOrEqual(900);
-    expect(after).toBeLessThan(2000);
+    expect(after).toBeLessThan(3000); // generous: CI runs real XMPP servers alongside
     // RFC 6120 section 5.4.3.3: after <proceed/> only TLS may follow on this connection.
     const plaintext = peer.transcript.slice(afterProceed).filter((e) => e.dir === 'in').map((e) => e.text).join('');
     expect(plaintext, 'plaintext sent after <proceed/>').toBe('');
@@ -117,7 +117,7 @@ describe.concurrent('streamEstablishmentTimeoutSeconds: 1', () => {
     await peer.closed(3000);
     const after = Date.now() - t0;
     expect(after).toBeGreaterThanOrEqual(900);
-    expect(after).toBeLessThan(2000);
+    expect(after).toBeLessThan(3000); // generous: CI runs real XMPP servers alongside
     // Whatever the gateway said before closing, if anything, was a connection-timeout.
     const err = streamErrorOf(peer);
     if (err) expect(err.condition).toBe('connection-timeout');
@@ -127,12 +127,12 @@ describe.concurrent('streamEstablishmentTimeoutSeconds: 1', () => {
 describe.concurrent('keep-alive and inactivity', () => {
   it('EnableKeepAlive: a silent authenticated stream is closed connection-timeout after keepAliveIntervalSeconds', async ({ expect }) => {
     const { peer, at } = await established('ka.test');
-    const err = await peer.expectStreamError(3000);
+    const err = await peer.expectStreamError(4500);
     const after = Date.now() - at;
     expect(err.condition).toBe('connection-timeout');
     expect(err.text).toMatch(/keepAliveIntervalSeconds/);
     expect(after).toBeGreaterThanOrEqual(900);
-    expect(after).toBeLessThan(2000);
+    expect(after).toBeLessThan(3000); // generous: CI runs real XMPP servers alongside
     expect((await peer.closed()).streamEnd).toBe(true);
   });
 
@@ -157,11 +157,11 @@ describe.concurrent('keep-alive and inactivity', () => {
     expect(peer.closedAlready, 'closed before streamInactivityTimeoutSeconds').toBe(false);
     expect(streamErrorOf(peer)).toBeUndefined();
     expect(await statusOf(gw.adminPort, peer)).toMatchObject({ partner: 'idle.test' });
-    const err = await peer.expectStreamError(3000);
+    const err = await peer.expectStreamError(4500);
     const after = Date.now() - at;
     expect(err.condition).toBe('connection-timeout');
     expect(err.text).toMatch(/streamInactivityTimeoutSeconds/);
     expect(after).toBeGreaterThanOrEqual(1900);
-    expect(after).toBeLessThan(3000);
+    expect(after).toBeLessThan(4000);
   });
 });
