@@ -115,8 +115,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
   const listeners: Listener[] = [];
   for (const l of config.listen) {
-    listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx)));
-    log.info('gateway.listening', { host: l.host, port: listeners[listeners.length - 1]!.port, domains: [...ctx.localDomains] });
+    listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, l.directTls)));
+    log.info('gateway.listening', { host: l.host, port: listeners[listeners.length - 1]!.port, directTls: l.directTls, domains: [...ctx.localDomains] });
   }
 
   const admin = config.admin

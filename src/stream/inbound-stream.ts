@@ -54,23 +54,34 @@ export class InboundStream extends S2SStream {
 
   private connectionCounted = false;
 
-  constructor(socket: Socket, private readonly ctx: GatewayContext) {
+  /**
+   * @param directTls XEP-0368: the listener speaks TLS from the first byte (no STARTTLS); a
+   * connection refused before its handshake is simply dropped, as no XML can be sent yet.
+   */
+  constructor(socket: Socket, private readonly ctx: GatewayContext, directTls = false) {
     super(socket, ctx.config.preAuthMaxStanzaBytes);
     ctx.events.opened(this);
     // Refusals at accept time still carry our header first (RFC 6120 section 4.9.1.1): close()
     // sends it before the error.
     const total = ctx.limits.openConnection();
     if (!total.ok) {
-      this.refuse(null, 'policy-violation', total.rule, total.text);
+      this.refuseAtAccept(directTls, total.rule, total.text);
       return;
     }
     this.connectionCounted = true;
     const unauth = ctx.limits.openUnauthenticated(this.remoteAddress);
     if (!unauth.ok) {
-      this.refuse(null, 'policy-violation', unauth.rule, unauth.text);
+      this.refuseAtAccept(directTls, unauth.rule, unauth.text);
       return;
     }
     this.unauthCounted = true;
+    if (directTls) this.upgradeToTls((raw) => this.ctx.tlsUpgrade.upgrade(raw), (tls) => this.secured(tls));
+  }
+
+  private refuseAtAccept(directTls: boolean, rule: string, text: string): void {
+    if (!directTls) return this.refuse(null, 'policy-violation', rule, text);
+    this.ctx.events.refused(this, null, rule, 'policy-violation', text);
+    this.destroy(new StreamError('policy-violation', text));
   }
 
   get auth(): StreamAuth {
@@ -292,19 +303,19 @@ export class InboundStream extends S2SStream {
     }
     this.send(`<proceed xmlns='${NS_TLS}'/>`);
     this.flush();
-    this.upgradeToTls(
-      (raw) => this.ctx.tlsUpgrade.upgrade(raw),
-      (tlsSocket) => {
-        if (this.isTls) return;
-        this.isTls = true;
-        this.tlsSocket = tlsSocket;
-        // XEP-0344: identity checks are void if the peer can renegotiate to another certificate.
-        tlsSocket.disableRenegotiation();
-        this.parser.takePending();
-        this.parser.reset();
-        this.parser.resume();
-      },
-    );
+    this.upgradeToTls((raw) => this.ctx.tlsUpgrade.upgrade(raw), (tls) => this.secured(tls));
+  }
+
+  /** TLS is up (after STARTTLS, or at once on a direct-TLS listener): a new stream document follows. */
+  private secured(tlsSocket: TLSSocket): void {
+    if (this.isTls) return;
+    this.isTls = true;
+    this.tlsSocket = tlsSocket;
+    // XEP-0344: identity checks are void if the peer can renegotiate to another certificate.
+    tlsSocket.disableRenegotiation();
+    this.parser.takePending();
+    this.parser.reset();
+    this.parser.resume();
   }
 
   /** Why the peer certificate cannot authenticate `domain` (null when it can). */

@@ -47,6 +47,8 @@ export interface TestGateway {
   readonly gateway: Gateway;
   readonly port: number;
   readonly adminPort: number;
+  /** The XEP-0368 direct-TLS listener's port (0 unless `directTls`). */
+  readonly directTlsPort: number;
   readonly dir: string;
   readonly partnersFile: string;
   readonly logs: LogLine[];
@@ -64,6 +66,8 @@ export interface TestGatewayOptions {
   config?: string;
   routes?: Record<string, string>;
   dnsServer?: string;
+  /** Also listen with XEP-0368 direct TLS (second listener, `directTlsPort`). */
+  directTls?: boolean;
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
@@ -84,6 +88,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     ...domains.map((d) => `  - { domain: ${d}, certificate: ${d}.crt, privateKey: ${d}.key }`),
     'listen:',
     '  - { host: 127.0.0.1, port: 0 }',
+    ...(opts.directTls ? ['  - { host: 127.0.0.1, port: 0, directTls: true }'] : []),
     'partners: partners.yaml',
     'trust: { caFiles: [ca.pem] }',
     'admin: { listen: { host: 127.0.0.1, port: 0 } }',
@@ -115,6 +120,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     gateway,
     port: gateway.listeners[0]!.port,
     adminPort: gateway.admin?.port ?? 0,
+    directTlsPort: gateway.listeners[1]?.port ?? 0,
     dir,
     partnersFile,
     logs,
