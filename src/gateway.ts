@@ -44,7 +44,7 @@ export interface Gateway {
 }
 
 /** `xmpp-gateway serve`: runs until SIGINT/SIGTERM; SIGHUP reloads the partner list. */
-export async function serve(configPath: string, _args: readonly string[]): Promise<number> {
+export async function serve(configPath: string): Promise<number> {
   const log = createLogger();
   const config = await loadGatewayConfig(configPath, (msg) => log.warn('config.warning', { message: msg }));
   const gateway = await startGateway(config, log);

@@ -69,13 +69,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   const out = (text: string) => process.stdout.write(text);
   const warn = (text: string) => process.stderr.write(`WARNING: ${text}\n`);
 
-  if (!command || command === 'help' || command === '--help' || command === '-h') {
+  if (!command || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
     out(USAGE);
     return command ? 0 : 1;
   }
+  if ((command === 'serve' || command === 'status') && args.length > 0) {
+    throw new GatewayError('GW_ERR_USAGE', `${command} takes no arguments besides --config${command === 'status' ? ' and --json' : ''} (got '${args[0]}')`);
+  }
   if (command === 'serve') {
     const { serve } = await import('../gateway.js');
-    return serve(configPath, args);
+    return serve(configPath);
   }
   if (command === 'status') {
     const { status } = await import('../admin/status-command.js');

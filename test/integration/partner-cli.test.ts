@@ -311,6 +311,8 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     ['unreadable instance file', ['partner', 'set', '--instance', '/nonexistent/instance.json'], /cannot read \/nonexistent\/instance\.json/],
     ['malformed cmdlet line', ['cmdlet', 'Get-CsXmppAllowedPartner -Identity "unterminated'], /unterminated/],
     ['unknown cmdlet', ['cmdlet', 'Get-CsXmppFoo'], /Get-CsXmppFoo/],
+    ['unknown command', ['partners', 'get'], /unknown command 'partners'/],
+    ['serve with a stray argument', ['serve', '--port', '1'], /serve takes no arguments besides --config/],
   ];
   for (const [name, args, message] of cases) {
     it(name, async () => {
