@@ -33,7 +33,14 @@ export interface GatewayConfig {
   readonly partners: string;
   /** This node's copy of the last partner list it applied (Get -LocalStore reads it). */
   readonly localStore: string;
-  readonly trust: { readonly caFiles: readonly string[] | null };
+  readonly trust: {
+    readonly caFiles: readonly string[] | null;
+    /**
+     * Partner domains whose certificates may name them by subject CN alone (RFC 6125 section
+     * 6.4.4 CN-ID, only when the certificate has no DNS-ID/SRV-ID/XmppAddr). Default: none.
+     */
+    readonly allowCommonNameFor: readonly string[];
+  };
   readonly admin: { readonly listen: { readonly host: string; readonly port: number } } | null;
   readonly dns: { readonly servers: readonly string[] | null; readonly routes: Readonly<Record<string, string>> };
   readonly dialbackSecret: string | null;
@@ -120,6 +127,8 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const caFiles = caFilesNode === undefined || isNull(caFilesNode)
     ? null
     : v.list(caFilesNode, 'trust.caFiles', false).map((n, i) => v.path(n, `trust.caFiles[${i}]`));
+  const cnNode = trustNode === undefined ? undefined : (v.map(trustNode, 'trust').get('allowCommonNameFor', true) as Node | undefined);
+  const allowCommonNameFor = v.list(cnNode, 'trust.allowCommonNameFor', false).map((n, i) => v.domain(n, `trust.allowCommonNameFor[${i}]`));
 
   const adminNode = get('admin');
   let admin: GatewayConfig['admin'] = null;
@@ -162,7 +171,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     listen,
     partners: v.path(get('partners'), 'partners', DEFAULTS.partners),
     localStore: v.path(get('localStore'), 'localStore', DEFAULTS.localStore),
-    trust: { caFiles },
+    trust: { caFiles, allowCommonNameFor },
     admin,
     dns,
     dialbackSecret,

@@ -323,7 +323,7 @@ export class InboundStream extends S2SStream {
     if (!this.tlsSocket) return 'no TLS';
     const check = checkPeerCertificate(this.tlsSocket, domain, {
       trustAnchors: this.ctx.tls.trustAnchors,
-      allowCommonName: false,
+      allowCommonName: this.ctx.config.trust.allowCommonNameFor.includes(domain),
     });
     if (!check.chainValid) return `certificate not trusted (${check.chainError ?? 'unknown error'})`;
     if (!check.identity.ok) return `certificate does not name ${domain} (${check.identity.reason})`;

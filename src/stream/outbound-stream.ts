@@ -268,7 +268,10 @@ export class OutboundStream extends S2SStream {
         if (this.isTls) return;
         this.isTls = true;
         this.tlsSocket = tlsSocket;
-        const check = checkPeerCertificate(tlsSocket, this.opts.remoteDomain, { trustAnchors: this.ctx.tls.trustAnchors });
+        const check = checkPeerCertificate(tlsSocket, this.opts.remoteDomain, {
+          trustAnchors: this.ctx.tls.trustAnchors,
+          allowCommonName: this.ctx.config.trust.allowCommonNameFor.includes(this.opts.remoteDomain),
+        });
         const problem = !check.chainValid
           ? `certificate not trusted (${check.chainError ?? 'unknown'})`
           : !check.identity.ok

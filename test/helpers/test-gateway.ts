@@ -68,6 +68,8 @@ export interface TestGatewayOptions {
   dnsServer?: string;
   /** Also listen with XEP-0368 direct TLS (second listener, `directTlsPort`). */
   directTls?: boolean;
+  /** `trust.allowCommonNameFor`. */
+  allowCommonNameFor?: string[];
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
@@ -90,7 +92,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     '  - { host: 127.0.0.1, port: 0 }',
     ...(opts.directTls ? ['  - { host: 127.0.0.1, port: 0, directTls: true }'] : []),
     'partners: partners.yaml',
-    'trust: { caFiles: [ca.pem] }',
+    `trust: { caFiles: [ca.pem], allowCommonNameFor: [${(opts.allowCommonNameFor ?? []).join(', ')}] }`,
     'admin: { listen: { host: 127.0.0.1, port: 0 } }',
     'dialbackSecret: "gateway-test-dialback-secret-0123456789"',
     'reloadDebounceMs: 20',
