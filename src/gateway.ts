@@ -22,7 +22,6 @@ import { LocalResponder } from './routing/local-responder.js';
 import { OutboundPool } from './routing/outbound-pool.js';
 import { ConnectionLimits } from './stream/connection-limits.js';
 import { InboundStream } from './stream/inbound-stream.js';
-import type { OutboundStream } from './stream/outbound-stream.js';
 import { now, type S2SStream } from './stream/s2s-stream.js';
 import { StreamSupervisor } from './stream/stream-supervisor.js';
 import { ensureDevCertificates } from './tls/cert-factory.js';
@@ -71,7 +70,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   await reloader.start();
 
   const streams = new Set<S2SStream>();
-  const metrics = new GatewayMetrics({ streams: { list: () => [...streams].map((s) => s.info()) } });
+  const liveStreams = { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) };
+  const metrics = new GatewayMetrics({ streams: liveStreams });
   const limits = new ConnectionLimits({
     connectionLimit: config.connectionLimit,
     partnerConnectionLimit: config.partnerConnectionLimit,
@@ -80,7 +80,6 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);
-  const register = (stream: OutboundStream) => streams.add(stream);
 
   let pool: OutboundPool;
   const ctx: GatewayContext = {
@@ -93,11 +92,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     limits,
     events,
     log,
-    verifier: new DialbackVerifier(() => ctx, resolver, register, () => config.streamEstablishmentTimeoutSeconds * 1000),
+    verifier: new DialbackVerifier(() => ctx, resolver, () => config.streamEstablishmentTimeoutSeconds * 1000),
     inbound: new LocalResponder(() => pool, log),
     dialbackErrorsSupported: new Set(),
   };
-  pool = new OutboundPool(ctx, resolver, register);
+  pool = new OutboundPool(ctx, resolver);
 
   const supervisor = new StreamSupervisor(streams, config, limits, events.refused);
   metrics.partners.set(reloader.current.size);
@@ -123,7 +122,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     ? await startAdminServer({
         host: config.admin.listen.host,
         port: config.admin.listen.port,
-        streams: { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) },
+        streams: liveStreams,
         metrics,
         partnersInfo: () => ({ count: reloader.current.size, file: config.partners, lastReloadError: reloader.lastError?.message ?? null }),
         reload: async () => {
@@ -148,8 +147,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       // Stop accepting, then end every stream (RFC 6120 section 4.9.3.17 system-shutdown); the
       // listeners finish closing once their connections are gone.
       const stopped = Promise.all(listeners.map((l) => l.close()));
+      // Outbound streams are in `streams` too (registered when they open).
       for (const s of streams) s.close(new StreamError('system-shutdown', 'the gateway is shutting down'));
-      pool.closeAll();
       const grace = setTimeout(() => {
         for (const s of streams) s.destroy();
       }, SHUTDOWN_GRACE_MS);

@@ -16,7 +16,6 @@ export class DialbackVerifier implements DialbackVerification {
   constructor(
     private readonly ctx: () => GatewayContext,
     private readonly resolver: Resolver,
-    private readonly register: (stream: OutboundStream) => void,
     private readonly timeoutMs: () => number,
   ) {}
 
@@ -37,7 +36,6 @@ export class DialbackVerifier implements DialbackVerification {
         purpose: 'dialback-verify',
         verify: { streamId: request.streamId, key: request.key },
       }, target.directTls);
-      this.register(stream);
       const timeout = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), this.timeoutMs());
       });

@@ -24,6 +24,8 @@ export const MAX_QUEUED_STANZAS = 10_000;
 
 class Link {
   stream: OutboundStream | undefined;
+  /** A connection attempt is under way: stanzas only queue (one stream per pair, not per stanza). */
+  opening = false;
   queue: Pending[] = [];
   constructor(readonly localDomain: string, readonly remoteDomain: string) {}
 }
@@ -35,7 +37,6 @@ export class OutboundPool {
   constructor(
     private readonly ctx: GatewayContext,
     private readonly resolver: Resolver,
-    readonly register: (stream: OutboundStream) => void,
   ) {}
 
   send(localDomain: string, remoteDomain: string, text: string, undeliverable?: Undeliverable): void {
@@ -61,12 +62,10 @@ export class OutboundPool {
       return;
     }
     link.queue.push({ text, undeliverable });
-    if (!link.stream || link.stream.closed) void this.open(link);
-  }
-
-  /** Closes every outbound stream (shutdown). */
-  closeAll(): void {
-    for (const byRemote of this.links.values()) for (const link of byRemote.values()) link.stream?.close();
+    if (!link.opening && (!link.stream || link.stream.closed)) {
+      link.opening = true;
+      void this.open(link).finally(() => (link.opening = false));
+    }
   }
 
   private async open(link: Link): Promise<void> {
@@ -85,7 +84,6 @@ export class OutboundPool {
       return this.failAll(link, new OutboundFailure('remote-server-not-found', text));
     }
     link.stream = stream;
-    this.register(stream);
     stream.onRelease(() => {
       this.ctx.limits.closeConnection();
       if (link.stream === stream) link.stream = undefined;
@@ -96,6 +94,11 @@ export class OutboundPool {
     } catch (err) {
       if (link.stream === stream) link.stream = undefined;
       return this.failAll(link, err as OutboundFailure);
+    }
+    if (stream.closed) {
+      // Closed in the same read that established it: bounce rather than write into the void.
+      if (link.stream === stream) link.stream = undefined;
+      return this.failAll(link, stream.failure ?? new OutboundFailure('remote-server-timeout', 'stream closed right after authentication'));
     }
     const queued = link.queue;
     link.queue = [];

@@ -50,7 +50,6 @@ export class InboundStream extends S2SStream {
   private pendingDialback = 0;
   private countedPartner: string | null = null;
   private unauthCounted = false;
-  authenticatedAt: number | null = null;
 
   private connectionCounted = false;
 
@@ -112,7 +111,7 @@ export class InboundStream extends S2SStream {
       authenticatedDomains: this.authenticatedDomains,
       tls: this.tlsVersion,
       auth: this.authMethod,
-      remoteAddress: `${this.remoteAddress}:${this.socket.remotePort ?? ''}`,
+      remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
       ageSeconds: Math.round((now() - this.createdAt) / 1000),
       stanzasIn: this.stanzasIn,
       stanzasOut: this.stanzasOut,
@@ -289,6 +288,11 @@ export class InboundStream extends S2SStream {
     if (this.isTls || this.saslDone) {
       return this.refuse(p?.Identity ?? null, 'policy-violation', 'starttls', 'STARTTLS is not allowed now (TLS or SASL already negotiated)');
     }
+    if (this.authenticated || this.pendingDialback > 0) {
+      // RFC 6120 section 5.4.3.3: what was negotiated in plaintext does not carry over into TLS;
+      // real servers always secure the stream before dialback, so refuse the other order.
+      return this.refuse(p?.Identity ?? null, 'policy-violation', 'starttls', 'STARTTLS must come before dialback on a stream');
+    }
     if (p && !tlsAllowed(p).ok) {
       // RFC 6120 section 5.4.2.2: failure, then close the stream.
       this.ctx.events.refused(this, p.Identity, 'TlsNegotiation', 'failure', `TlsNegotiation is NotSupported for partner ${p.Identity}`);
@@ -433,6 +437,14 @@ export class InboundStream extends S2SStream {
       (answer) => {
         this.pendingDialback--;
         if (this.closed) return;
+        // The list may have been reloaded while we waited: the answer counts only if the domain
+        // still belongs to this stream's partner and that partner still allows dialback here.
+        const current = this.ctx.partners().partnerFor(remote);
+        if (!current || current.Identity !== partner.Identity) {
+          return this.refuse(partner.Identity, 'policy-violation', 'AllowedPartner', `${remote} is no longer a domain of partner ${partner.Identity}`);
+        }
+        const still = dialbackAllowed(current, this.isTls);
+        if (!still.ok) return this.refusePermission(still);
         if (answer.result === 'error') {
           return this.dialbackError(remote, local, answer.condition, 'remote-connection-failed', 'dialback', answer.text);
         }
@@ -542,8 +554,8 @@ export class InboundStream extends S2SStream {
       this.pairs.set(remote, set);
     }
     set.add(local);
-    if (this.authenticatedAt === null) {
-      this.authenticatedAt = now();
+    if (this.pairs.size === 1 && set.size === 1) {
+      // First authenticated pair: no longer an unauthenticated connection; stanzas may be larger.
       this.releaseUnauthenticated();
       this.parser.setMaxStanzaBytes(this.ctx.config.maxStanzaBytes);
     }

@@ -47,6 +47,7 @@ export class OutboundStream extends S2SStream {
   streamId = '';
   private isTls = false;
   private tlsSocket: TLSSocket | null = null;
+  private starttlsSent = false;
   private saslTried = false;
   private saslDone = false;
   private dialbackSent = false;
@@ -60,7 +61,6 @@ export class OutboundStream extends S2SStream {
   private resolveVerify!: (verdict: 'valid' | 'invalid' | 'failed') => void;
   /** The authoritative server's answer (purpose 'dialback-verify'); 'failed' when none came. */
   readonly verdict: Promise<'valid' | 'invalid' | 'failed'>;
-  authenticatedAt: number | null = null;
   /** Why the stream ended before doing its job, if it did. */
   failure: OutboundFailure | undefined;
 
@@ -107,7 +107,7 @@ export class OutboundStream extends S2SStream {
       authenticatedDomains: this.established ? [this.opts.remoteDomain] : [],
       tls: this.tlsVersion,
       auth: this.authMethod,
-      remoteAddress: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
+      remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
       ageSeconds: Math.round((now() - this.createdAt) / 1000),
       stanzasIn: this.stanzasIn,
       stanzasOut: this.stanzasOut,
@@ -184,14 +184,26 @@ export class OutboundStream extends S2SStream {
     const name = localName(el);
     if (ns === NS_STREAMS && name === 'features') return this.features(el);
     if (ns === NS_STREAMS && name === 'error') return this.streamErrorReceived(el);
-    if (ns === NS_TLS && name === 'proceed') return this.startTls();
-    if (ns === NS_TLS && name === 'failure') return this.giveUp('policy-violation', 'TlsNegotiation', `${this.opts.remoteDomain} refused STARTTLS`);
-    if (ns === NS_SASL && name === 'success') return this.saslSucceeded();
-    if (ns === NS_SASL && name === 'failure') return this.saslFailed(el);
+    // Negotiation answers count only as answers to what we asked, in the state we asked it in:
+    // an unsolicited <proceed/> or <success/> (a MITM on plain TCP) must not move us forward.
+    if (ns === NS_TLS && (name === 'proceed' || name === 'failure')) {
+      if (!this.starttlsSent || this.isTls) return this.unexpected(name);
+      if (name === 'proceed') return this.startTls();
+      return this.giveUp('policy-violation', 'TlsNegotiation', `${this.opts.remoteDomain} refused STARTTLS`);
+    }
+    if (ns === NS_SASL && (name === 'success' || name === 'failure')) {
+      if (!this.saslTried || this.saslDone || !this.isTls) return this.unexpected(name);
+      if (name === 'success') return this.saslSucceeded();
+      return this.saslFailed(el);
+    }
     if (ns === NS_DIALBACK && name === 'result') return this.dialbackAnswer(el);
     if (ns === NS_DIALBACK && name === 'verify') return this.verifyAnswer(el);
     // Stanzas on our outbound stream would need XEP-0288 bidi, which we never request: ignore.
     this.ctx.log.debug('outbound.ignored', { remote: this.opts.remoteDomain, element: name, ns });
+  }
+
+  private unexpected(name: string): void {
+    this.giveUp('undefined-condition', 'negotiation', `unexpected <${name}/> from ${this.opts.remoteDomain}`);
   }
 
   private features(f: Element): void {
@@ -203,6 +215,7 @@ export class OutboundStream extends S2SStream {
     if (!this.isTls) {
       if (tlsAllowed(p).ok && (starttls || p.TlsNegotiation === 'Required')) {
         // RFC 7590 section 3.1: when TLS is required, try it even if it was not offered.
+        this.starttlsSent = true;
         this.send(`<starttls xmlns='${NS_TLS}'/>`);
         return;
       }
@@ -315,7 +328,7 @@ export class OutboundStream extends S2SStream {
       return this.becomeEstablished('dialback');
     }
     const text = type === 'invalid' ? `${this.opts.remoteDomain} rejected our dialback key` : `${this.opts.remoteDomain} answered our dialback with an error`;
-    this.ctx.events.refused(this, this.partner.Identity, 'dialback', type ?? 'error', text);
+    this.ctx.events.refused(this, this.partner.Identity, 'dialback', type === 'invalid' ? 'invalid' : 'error', text);
     this.fail(new OutboundFailure('remote-server-timeout', text));
     this.close();
   }
@@ -345,7 +358,6 @@ export class OutboundStream extends S2SStream {
     this.countedPartner = this.partner.Identity;
     this.established = true;
     this.authMethod = method;
-    this.authenticatedAt = now();
     this.ctx.events.authenticated(this, this.partner.Identity, this.opts.remoteDomain, method);
     this.resolveReady();
   }

@@ -30,7 +30,6 @@ export abstract class S2SStream implements StreamParserHandler {
   readonly connectionId = newStreamId().slice(0, 12);
   abstract readonly direction: StreamDirection;
   readonly createdAt = now();
-  readonly startedAtWall = Date.now();
   lastReceivedAt = this.createdAt;
   lastSentAt = this.createdAt;
   lastStanzaAt = this.createdAt;
@@ -54,6 +53,8 @@ export abstract class S2SStream implements StreamParserHandler {
   private readonly onSocketError = (err: Error) => this.socketError(err);
 
   protected constructor(protected socket: Socket, maxStanzaBytes: number) {
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remotePort = socket.remotePort ?? 0;
     this.parser = new StreamParser({ maxStanzaBytes });
     this.parser.handler = this;
     this.listen(socket);
@@ -67,9 +68,9 @@ export abstract class S2SStream implements StreamParserHandler {
   /** Called once when the stream is gone (socket closed); release limits, registry entries. */
   protected abstract released(): void;
 
-  get remoteAddress(): string {
-    return this.socket.remoteAddress ?? '';
-  }
+  /** The peer's address and port, captured at connect (a closed TLS socket no longer knows them). */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
 
   // StreamParserHandler -------------------------------------------------------------------------
   abstract streamStart(attrs: Readonly<Record<string, string>>, root: Element): void;
@@ -90,9 +91,13 @@ export abstract class S2SStream implements StreamParserHandler {
 
   // Writing -------------------------------------------------------------------------------------
 
-  /** Queues text; all text queued in one tick goes out in one socket write (one syscall per burst). */
+  /**
+   * Queues text; all text queued in one tick goes out in one socket write (one syscall per
+   * burst). Nothing is queued once the stream is closed, nor while a server-side TLS handshake
+   * owns the connection (RFC 6120 section 5.4.3.3: no plaintext after <proceed/>).
+   */
   send(text: string): void {
-    if (this.closed) return;
+    if (this.closed || this.handshaking) return;
     this.outQueue.push(text);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
@@ -108,11 +113,13 @@ export abstract class S2SStream implements StreamParserHandler {
     }
     const text = this.outQueue.length === 1 ? this.outQueue[0]! : this.outQueue.join('');
     this.outQueue = [];
-    this.bytesOut += Buffer.byteLength(text);
+    const bytes = Buffer.from(text, 'utf8');
+    this.bytesOut += bytes.length;
     this.lastSentAt = now();
-    this.socket.write(text);
-    if (this.socket.writableLength > MAX_WRITE_BUFFER_BYTES && !this.closed) {
-      this.close(new StreamError('resource-constraint', 'peer does not read its stream fast enough'));
+    this.socket.write(bytes);
+    if (!this.closed && this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
+      // A peer that does not read cannot read a stream error either: drop it.
+      this.destroy(new StreamError('resource-constraint', 'peer does not read its stream fast enough'));
     }
   }
 
@@ -201,8 +208,9 @@ export abstract class S2SStream implements StreamParserHandler {
     if (!this.headerSent) this.sendHeader(this.openingHeader());
     if (err) this.send(streamError(err.condition, err.message));
     this.send(STREAM_CLOSE);
-    this.flush();
+    // Closed before the final flush, so nothing the flush triggers can re-enter close().
     this.closed = true;
+    this.flush();
     this.closing(err);
     this.socket.end();
     this.closeTimer = setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS);
