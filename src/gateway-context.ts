@@ -29,6 +29,8 @@ export interface DialbackVerification {
     remoteDomain: string;
     streamId: string;
     key: string;
+    /** Aborted when the stream that asked closes: the verification connection is dropped then. */
+    signal?: AbortSignal;
   }): Promise<{ result: 'valid' | 'invalid' } | { result: 'error'; condition: 'remote-server-not-found' | 'remote-connection-failed' | 'remote-server-timeout' | 'resource-constraint' | 'policy-violation'; text: string }>;
 }
 

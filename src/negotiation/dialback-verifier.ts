@@ -12,6 +12,9 @@ import { OutboundStream } from '../stream/outbound-stream.js';
 
 type Answer = Awaited<ReturnType<DialbackVerification['verify']>>;
 
+/** Dialback verifications in flight for one partner (the gateway-wide cap is maxDialbackVerifications). */
+export const MAX_VERIFICATIONS_PER_PARTNER = 10;
+
 export class DialbackVerifier implements DialbackVerification {
   constructor(
     private readonly ctx: () => GatewayContext,
@@ -19,12 +22,20 @@ export class DialbackVerifier implements DialbackVerification {
     private readonly timeoutMs: () => number,
   ) {}
 
-  async verify(request: { localDomain: string; remoteDomain: string; streamId: string; key: string }): Promise<Answer> {
+  /** Verifications in flight per partner: one partner (or someone claiming to be it) cannot take every slot. */
+  private readonly perPartner = new Map<string, number>();
+
+  async verify(request: Parameters<DialbackVerification['verify']>[0]): Promise<Answer> {
     const ctx = this.ctx();
     const partner = ctx.partners().partnerFor(request.remoteDomain);
     if (!partner) return { result: 'error', condition: 'policy-violation', text: `${request.remoteDomain} is not an allowed partner` };
+    const inFlight = this.perPartner.get(partner.Identity) ?? 0;
+    if (inFlight >= MAX_VERIFICATIONS_PER_PARTNER) {
+      return { result: 'error', condition: 'resource-constraint', text: `more than ${MAX_VERIFICATIONS_PER_PARTNER} dialback verifications in flight for partner ${partner.Identity}` };
+    }
     const slot = ctx.limits.openVerification();
     if (!slot.ok) return { result: 'error', condition: 'resource-constraint', text: slot.text };
+    this.perPartner.set(partner.Identity, inFlight + 1);
     let stream: OutboundStream | undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -39,7 +50,15 @@ export class DialbackVerifier implements DialbackVerification {
       const timeout = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), this.timeoutMs());
       });
-      const verdict = await Promise.race([stream.verdict, timeout]);
+      // The stream that asked may go away first: then nobody needs the answer.
+      const abandoned = new Promise<'abandoned'>((resolve) => {
+        if (request.signal?.aborted) resolve('abandoned');
+        request.signal?.addEventListener('abort', () => resolve('abandoned'), { once: true });
+      });
+      const verdict = await Promise.race([stream.verdict, timeout, abandoned]);
+      if (verdict === 'abandoned') {
+        return { result: 'error', condition: 'remote-connection-failed', text: 'the requesting stream closed before the answer' };
+      }
       if (verdict === 'timeout') {
         return { result: 'error', condition: 'remote-server-timeout', text: `${request.remoteDomain} did not answer the dialback verification in time` };
       }
@@ -55,6 +74,9 @@ export class DialbackVerifier implements DialbackVerification {
       clearTimeout(timer);
       stream?.close();
       ctx.limits.closeVerification();
+      const left = (this.perPartner.get(partner.Identity) ?? 1) - 1;
+      if (left <= 0) this.perPartner.delete(partner.Identity);
+      else this.perPartner.set(partner.Identity, left);
     }
   }
 }

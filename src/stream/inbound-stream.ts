@@ -48,6 +48,8 @@ export class InboundStream extends S2SStream {
   /** Authenticated (remote domain ⇒ local domains it may address) pairs. */
   private readonly pairs = new Map<string, Set<string>>();
   private pendingDialback = 0;
+  /** Aborted when the stream is gone, so its dialback verifications stop too. */
+  private readonly released$ = new AbortController();
   private countedPartner: string | null = null;
   private unauthCounted = false;
 
@@ -142,6 +144,7 @@ export class InboundStream extends S2SStream {
   }
 
   protected released(): void {
+    this.released$.abort();
     if (this.connectionCounted) this.ctx.limits.closeConnection();
     this.releaseUnauthenticated();
     if (this.countedPartner) this.ctx.limits.removePartnerStream(this.countedPartner, 'inbound', this);
@@ -433,7 +436,7 @@ export class InboundStream extends S2SStream {
     this.pendingDialback++;
     const streamId = this.streamId;
     const key = dialbackKeyText(el.getText());
-    void this.ctx.verifier.verify({ localDomain: local, remoteDomain: remote, streamId, key }).then(
+    void this.ctx.verifier.verify({ localDomain: local, remoteDomain: remote, streamId, key, signal: this.released$.signal }).then(
       (answer) => {
         this.pendingDialback--;
         if (this.closed) return;

@@ -16,6 +16,7 @@ let gw: TestGateway;
 let proxied: FakePartnerServer; // proxied.test's authoritative server, reached only through ProxyFqdn
 let erring: FakePartnerServer; // answers verifications with a dialback error and advertises <errors/>
 let mute: FakePartnerServer; // answers with a dialback error but never advertised <errors/>
+let silent: FakePartnerServer; // never answers a verification
 
 beforeAll(async () => {
   pki = testPki();
@@ -24,6 +25,7 @@ beforeAll(async () => {
   proxied = await FakePartnerServer.start({ domain: 'proxied.test', tls: 'none', sasl: false, dialback: true, answerVerify: valid });
   erring = await FakePartnerServer.start({ domain: 'erring.test', tls: 'none', sasl: false, dialback: true, dialbackErrors: true, answerVerify: () => ({ error: 'remote-server-not-found' }) });
   mute = await FakePartnerServer.start({ domain: 'mute.test', tls: 'none', sasl: false, dialback: true, dialbackErrors: false, answerVerify: () => ({ error: 'remote-server-not-found' }) });
+  silent = await FakePartnerServer.start({ domain: 'silent.test', tls: 'none', sasl: false, dialback: true, answerVerify: () => 'ignore' });
   const dialbackOnly = 'TlsNegotiation: NotSupported\n  SaslNegotiation: NotSupported';
   gw = await startTestGateway({
     pki,
@@ -36,14 +38,16 @@ beforeAll(async () => {
   ${dialbackOnly}
 - Identity: legacy.test
   SaslNegotiation: Optional
+- Identity: silent.test
+  ${dialbackOnly}
 `,
-    routes: { 'erring.test': `127.0.0.1:${erring.port}`, 'mute.test': `127.0.0.1:${mute.port}` },
+    routes: { 'erring.test': `127.0.0.1:${erring.port}`, 'mute.test': `127.0.0.1:${mute.port}`, 'silent.test': `127.0.0.1:${silent.port}` },
   });
 });
 
 afterAll(async () => {
   await gw?.close();
-  await Promise.all([proxied?.close(), erring?.close(), mute?.close()]);
+  await Promise.all([proxied?.close(), erring?.close(), mute?.close(), silent?.close()]);
 });
 
 async function dialbackOn(from: string): Promise<ScriptedPeer> {
@@ -80,6 +84,21 @@ describe('dialback verification targets and errors', () => {
     const err = await peer.expectStreamError(8000);
     expect(err.condition).toBe('remote-connection-failed');
     expect(err.text).toMatch(/answered the verification with an error/);
+  });
+});
+
+describe('verification connections', () => {
+  it('are dropped when the stream that asked goes away', async () => {
+    const peer = await dialbackOn('silent.test');
+    const connection = await silent.waitForConnection(0, 5000);
+    await silent.waitForVerify(5000);
+    let gone = false;
+    void connection.closed.then(() => (gone = true));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(gone).toBe(false);
+    peer.destroy();
+    for (let waited = 0; !gone && waited < 3000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+    expect(gone).toBe(true);
   });
 });
 
