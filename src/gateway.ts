@@ -171,16 +171,16 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
     },
     authenticated(stream, partner, domain, method) {
       metrics.negotiation.labels(partner, stream.direction).observe((now() - stream.createdAt) / 1000);
+      if (!stream.meters) {
+        stream.meters = { stanzas: metrics.stanzas.labels(partner, stream.direction), bytes: metrics.bytes.labels(partner, stream.direction) };
+        stream.meters.bytes.inc(stream.direction === 'inbound' ? stream.bytesIn : stream.bytesOut);
+      }
       log.info('stream.authenticated', { stream: stream.connectionId, direction: stream.direction, partner, domain, method, tls: stream.tlsVersion });
     },
     closed(stream) {
       streams.delete(stream);
       const info = stream.info();
       metrics.streamsClosed.inc([info.partner ?? NO_PARTNER, stream.direction, stream.closeReason?.condition ?? 'none']);
-      if (info.partner) {
-        metrics.stanzas.inc([info.partner, stream.direction], stream.direction === 'inbound' ? info.stanzasIn : info.stanzasOut);
-        metrics.bytes.inc([info.partner, stream.direction], stream.direction === 'inbound' ? info.bytesIn : info.bytesOut);
-      }
       log.debug('stream.closed', { stream: stream.connectionId, partner: info.partner, condition: stream.closeReason?.condition });
     },
   };

@@ -544,6 +544,7 @@ export class InboundStream extends S2SStream {
       return this.refuse(this.partner!.Identity, 'improper-addressing', 'stanza', `${fromDomain} is not authenticated towards ${toDomain} on this stream`);
     }
     this.stanzasIn++;
+    this.meters?.stanzas.inc();
     this.lastStanzaAt = this.lastReceivedAt;
     this.ctx.inbound.deliver(el, raw, fromDomain, toDomain, this);
   }

@@ -119,6 +119,7 @@ export class OutboundStream extends S2SStream {
   /** Sends a serialised stanza; only once `ready` resolved (the pool queues before that). */
   sendStanza(text: string): void {
     this.stanzasOut++;
+    this.meters?.stanzas.inc();
     this.lastStanzaAt = now();
     this.send(text);
   }

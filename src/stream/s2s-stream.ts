@@ -25,6 +25,12 @@ export const MAX_WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
 
 export const now = (): number => performance.now();
 
+/** Counters a stream increments on its hot path. */
+export interface StreamMeters {
+  readonly stanzas: { inc(n?: number): void };
+  readonly bytes: { inc(n: number): void };
+}
+
 export abstract class S2SStream implements StreamParserHandler {
   /** Internal id for logs and status (not the XMPP stream id). */
   readonly connectionId = newStreamId().slice(0, 12);
@@ -37,6 +43,11 @@ export abstract class S2SStream implements StreamParserHandler {
   bytesOut = 0;
   stanzasIn = 0;
   stanzasOut = 0;
+  /**
+   * The partner's metric children for this stream's direction, bound once at authentication so
+   * the per-stanza cost is a field increment (gw_stanzas_total, gw_bytes_total).
+   */
+  meters: StreamMeters | null = null;
   tlsVersion: string | null = null;
   /** Set once `close()` ran: nothing more is read or written. */
   closed = false;
@@ -115,6 +126,7 @@ export abstract class S2SStream implements StreamParserHandler {
     this.outQueue = [];
     const bytes = Buffer.from(text, 'utf8');
     this.bytesOut += bytes.length;
+    if (this.direction === 'outbound') this.meters?.bytes.inc(bytes.length);
     this.lastSentAt = now();
     this.socket.write(bytes);
     if (!this.closed && this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
@@ -133,6 +145,7 @@ export abstract class S2SStream implements StreamParserHandler {
   private receive(chunk: Buffer): void {
     if (this.closed) return;
     this.bytesIn += chunk.length;
+    if (this.direction === 'inbound') this.meters?.bytes.inc(chunk.length);
     this.lastReceivedAt = now();
     this.parser.write(chunk);
   }

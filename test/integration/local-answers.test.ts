@@ -13,6 +13,7 @@ import type { Element } from '../../src/xml/ltx.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
+import { metricValue } from '../helpers/live-streams.js';
 import { startTestDns, type TestDns } from '../helpers/test-dns.js';
 import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
@@ -97,6 +98,10 @@ describe('answers from the gateway itself', () => {
     expect(conn.tls?.protocol).toMatch(/^TLSv1\.[23]$/);
     expect(dns.queries).toContain('_xmpp-server._tcp.ext.test');
     expect(peer.closedAlready).toBe(false);
+    // Counters move while the streams live (not only when they close).
+    expect(await metricValue(gw.adminPort, 'gw_stanzas_total', { partner: 'ext.test', direction: 'inbound' })).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(gw.adminPort, 'gw_stanzas_total', { partner: 'ext.test', direction: 'outbound' })).toBeGreaterThanOrEqual(1);
+    expect(await metricValue(gw.adminPort, 'gw_bytes_total', { partner: 'ext.test', direction: 'inbound' })).toBeGreaterThan(100);
     const status = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/status`)).json()) as { streams: Record<string, unknown>[] };
     expect(status.streams).toEqual(
       expect.arrayContaining([
