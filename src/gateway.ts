@@ -113,13 +113,25 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
 
   const listeners: Listener[] = [];
-  for (const l of config.listen) {
-    listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, l.directTls)));
-    log.info('gateway.listening', { host: l.host, port: listeners[listeners.length - 1]!.port, directTls: l.directTls, domains: [...ctx.localDomains] });
+  let admin: AdminServer | null = null;
+  try {
+    for (const l of config.listen) {
+      listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, l.directTls)));
+      log.info('gateway.listening', { host: l.host, port: listeners[listeners.length - 1]!.port, directTls: l.directTls, domains: [...ctx.localDomains] });
+    }
+    admin = await startAdmin();
+  } catch (err) {
+    // A port that cannot be bound must not leave the others open (the process would hang).
+    reloader.stop();
+    await Promise.all(listeners.map((l) => l.close()));
+    throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
+      ? new ConfigError(`cannot listen: ${(err as Error).message}`, config.file, undefined, 'listen')
+      : err;
   }
 
-  const admin = config.admin
-    ? await startAdminServer({
+  function startAdmin(): Promise<AdminServer> | null {
+    return config.admin
+    ? startAdminServer({
         host: config.admin.listen.host,
         port: config.admin.listen.port,
         streams: liveStreams,
@@ -131,6 +143,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
         },
       })
     : null;
+  }
   if (admin) log.info('admin.listening', { host: admin.host, port: admin.port });
   supervisor.start();
 

@@ -121,6 +121,16 @@ describe('xmpp-gateway serve', () => {
     expect(adminPort).toBeGreaterThan(0);
   });
 
+  it('a second instance whose admin port is taken exits with one error line instead of hanging', async () => {
+    const started = Date.now();
+    const r = await runCli(['serve', '--config', join(dir, 'gateway.yaml')]);
+    expect(r.code).not.toBe(0);
+    const errors = r.stderr.split('\n').filter((l) => l.startsWith('error: '));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/admin|listen/i);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
   it('SIGTERM stops it cleanly', async () => {
     child.kill('SIGTERM');
     const code = await new Promise((r) => child.once('exit', r));
