@@ -122,7 +122,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 async function readInstanceSource(source: string): Promise<PartnerRecord[]> {
-  if (source === '-') return readStdinRecords();
+  if (source === '-') return (await readStdinRecords()) ?? [];
   let text: string;
   try {
     text = await readFile(source, 'utf8');
@@ -132,15 +132,19 @@ async function readInstanceSource(source: string): Promise<PartnerRecord[]> {
   return parseRecords(text, source);
 }
 
-let stdinRecords: Promise<PartnerRecord[]> | undefined;
+let stdinRecords: Promise<PartnerRecord[] | null> | undefined;
 
-/** Piped partner records; nothing when stdin is a terminal (nobody is piping). */
-function readStdinRecords(): Promise<PartnerRecord[]> {
+/**
+ * Piped partner records: null when nothing was piped (a terminal, or empty input), an array
+ * (possibly empty, e.g. `[]` from a `get` that matched nothing) otherwise.
+ */
+function readStdinRecords(): Promise<PartnerRecord[] | null> {
   stdinRecords ??= (async () => {
-    if (process.stdin.isTTY) return [];
+    if (process.stdin.isTTY) return null;
     const chunks: Buffer[] = [];
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return parseRecords(Buffer.concat(chunks).toString('utf8'), 'stdin');
+    const text = Buffer.concat(chunks).toString('utf8');
+    return text.trim() === '' ? null : parseRecords(text, 'stdin');
   })();
   return stdinRecords;
 }

@@ -5,7 +5,8 @@
 import { toJsonRecord } from '../policy/record-json.js';
 import { PROPERTY_NAMES, type PartnerRecord } from '../policy/types.js';
 
-const LABEL_WIDTH = Math.max(...PROPERTY_NAMES.map((n) => n.length));
+/** Width of the property-name column of the list view (the longest name). */
+export const LABEL_WIDTH = Math.max(...PROPERTY_NAMES.map((n) => n.length));
 
 export function formatValue(value: unknown): string {
   if (value === null || value === undefined) return '';
@@ -17,8 +18,10 @@ export function formatValue(value: unknown): string {
 /** Format-List: a blank line, then `Name : value` lines per record, records separated by blank lines. */
 export function formatList(records: readonly PartnerRecord[]): string {
   if (records.length === 0) return '';
+  // A value with line breaks continues on lines indented under the value (as PowerShell wraps).
+  const indent = `\n${' '.repeat(LABEL_WIDTH + 3)}`;
   const blocks = records.map((r) =>
-    PROPERTY_NAMES.map((name) => `${name.padEnd(LABEL_WIDTH)} : ${formatValue(r[name])}`.trimEnd()).join('\n'),
+    PROPERTY_NAMES.map((name) => `${name.padEnd(LABEL_WIDTH)} : ${formatValue(r[name]).replaceAll('\n', indent)}`.trimEnd()).join('\n'),
   );
   return `\n${blocks.join('\n\n')}\n\n`;
 }

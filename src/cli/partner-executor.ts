@@ -16,7 +16,7 @@ export interface ExecutionContext {
   readonly store: PartnerStore;
   readonly localStorePath: string;
   /** Records piped in on stdin, read only when a Set/Remove names no partner otherwise. */
-  readonly readPipedRecords: () => Promise<PartnerRecord[]>;
+  readonly readPipedRecords: () => Promise<PartnerRecord[] | null>;
   /** Asks a yes/no question on the terminal; undefined when there is no terminal. */
   readonly ask: ((question: string) => Promise<boolean>) | undefined;
   readonly warn: (message: string) => void;
@@ -50,10 +50,9 @@ export async function executePartner(
       return finish(inv, ctx, cmdlet, result, inv.whatIf);
     }
     case 'remove': {
-      const identities = inv.identity !== undefined
-        ? [inv.identity]
-        : (inv.instances ?? pipelineInput ?? (await ctx.readPipedRecords())).map((r) => r.Identity);
-      if (identities.length === 0 && pipelineInput) return [];
+      const input = inv.identity !== undefined ? null : (inv.instances ?? pipelineInput ?? (await ctx.readPipedRecords()));
+      if (input && input.length === 0) return []; // an empty pipeline removes nothing
+      const identities = inv.identity !== undefined ? [inv.identity] : (input ?? []).map((r) => r.Identity);
       if (identities.length === 0) throw new UsageError(`${cmdlet} needs -Identity or piped partner records`, 'Identity');
       await confirm(inv, ctx, cmdlet, identities);
       const result = await removePartners(ctx.store, identities, { whatIf: inv.whatIf });
@@ -68,10 +67,10 @@ async function setTargets(inv: PartnerInvocation, ctx: ExecutionContext, pipelin
   }
   if (inv.identity !== undefined) return [{ identity: inv.identity }];
   const records = inv.instances ?? (pipelineInput ? [...pipelineInput] : await ctx.readPipedRecords());
-  if (records.length === 0 && !pipelineInput) {
+  if (records === null) {
     throw new UsageError(`${CMDLET_NAMES.set} needs -Identity, -Instance or piped partner records`, 'Identity');
   }
-  return records.map((r) => ({ identity: r.Identity, instance: r }));
+  return records.map((r) => ({ identity: r.Identity, instance: r })); // an empty pipeline sets nothing
 }
 
 /** -Confirm asks before a change; with no terminal to ask on it refuses rather than guess. */

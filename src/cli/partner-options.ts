@@ -18,6 +18,17 @@ import {
 const VERBS: readonly Verb[] = ['get', 'new', 'set', 'remove'];
 const SWITCH_OPTIONS = new Set(['what-if', 'confirm', 'force', 'in-memory', 'local-store', 'clear-additional-domains']);
 
+/** Whether `--option` exists for this verb (checked before its value is read, so a typo is named as such). */
+function isKnownOption(verb: Verb, option: string): boolean {
+  if (option === 'add-domain' || option === 'remove-domain' || option === 'clear-additional-domains') return verb === 'set' || verb === 'new';
+  const pascal = kebabToPascal(option);
+  try {
+    return resolveParameter(verb, pascal) === pascal;
+  } catch {
+    return false;
+  }
+}
+
 export function kebabToPascal(name: string): string {
   return name.split('-').map((w) => (w ? w[0]!.toUpperCase() + w.slice(1) : w)).join('');
 }
@@ -40,6 +51,7 @@ export async function parsePartnerOptions(
     if (!m) throw new UsageError(`unexpected argument '${arg}' for partner ${verb} (options start with --)`);
     const option = m[1]!;
     let value: string | undefined = m[2];
+    if (!isKnownOption(verb, option)) throw new UsageError(`partner ${verb} has no option --${option}`, option);
     const takesValue = !SWITCH_OPTIONS.has(option);
     if (takesValue && value === undefined) {
       value = rest[++i];

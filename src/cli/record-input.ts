@@ -7,6 +7,9 @@
 import { UsageError } from '../errors.js';
 import { propertyName, recordFromObject, FieldError } from '../policy/validate.js';
 import type { PartnerRecord } from '../policy/types.js';
+import { LABEL_WIDTH } from './output.js';
+
+const CONTINUATION = ' '.repeat(LABEL_WIDTH + 3);
 
 export function parseRecords(text: string, source: string): PartnerRecord[] {
   const trimmed = text.trim();
@@ -48,13 +51,20 @@ function parseJson(text: string, source: string): Record<string, unknown>[] {
 function parseListView(text: string, source: string): Record<string, unknown>[] {
   return text.split(/\n\s*\n/).map((block, i) => {
     const obj: Record<string, unknown> = {};
+    let last: string | undefined;
     for (const line of block.split('\n')) {
+      if (last !== undefined && line.startsWith(CONTINUATION)) {
+        // A continuation line of a multi-line value (formatList indents them under the value).
+        obj[last] = `${String(obj[last] ?? '')}\n${line.slice(CONTINUATION.length)}`;
+        continue;
+      }
       const m = /^(\w+)\s*:\s?(.*)$/.exec(line.trimEnd());
       if (!m) throw new UsageError(`${source}: record ${i + 1}: cannot read line '${line}'`);
       const name = propertyName(m[1] ?? '');
       if (!name) throw new UsageError(`${source}: record ${i + 1}: unknown property '${m[1]}'`);
       const raw = (m[2] ?? '').trim();
       obj[name] = listViewValue(name, raw);
+      last = name;
     }
     return obj;
   });

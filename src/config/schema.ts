@@ -159,7 +159,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const secretNode = get('dialbackSecret');
   const dialbackSecret = secretNode === undefined || isNull(secretNode) ? null : v.string(secretNode, 'dialbackSecret');
   if (dialbackSecret !== null && dialbackSecret.length < 16) {
-    throw new ConfigError('must be at least 16 characters', file, v.lineOf(secretNode), 'dialbackSecret');
+    warn(`${file}:${v.lineOf(secretNode)}: dialbackSecret: shorter than 16 characters; a longer random secret is safer`);
   }
 
   const int = (key: keyof typeof DEFAULTS & string, min: number) =>

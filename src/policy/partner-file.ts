@@ -240,6 +240,9 @@ function renderValue(value: unknown, _indent: string): string {
 
 /** A scalar as YAML text; keeps the quoting style of the value it replaces where it can. */
 function renderScalar(value: unknown, previous?: Node): string {
+  // Text spliced into a line must stay on it: line breaks go into a double-quoted scalar
+  // (JSON string syntax is valid YAML) instead of a block scalar that needs indentation.
+  if (typeof value === 'string' && /[\n\r]/.test(value)) return JSON.stringify(value);
   if (typeof value === 'string' && isScalar(previous)) {
     if (previous.type === 'QUOTE_DOUBLE') return JSON.stringify(value);
     if (previous.type === 'QUOTE_SINGLE') return `'${value.replaceAll("'", "''")}'`;

@@ -6,7 +6,7 @@
  * line, field) is reported. A valid one replaces the snapshot with one reference swap.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { access, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { writeFileAtomic } from './atomic-write.js';
@@ -27,6 +27,8 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   private debounce: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
   private running: Promise<void> = Promise.resolve();
+  /** Whether partners.yaml has existed since start (only then is its disappearance an error). */
+  private fileSeen = false;
   /** The last reload error, shown in status until a valid file is applied. */
   lastError: Error | undefined;
 
@@ -46,6 +48,7 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   /** Loads the file for the first time; an invalid file here is fatal for start-up. */
   async start(): Promise<void> {
     const text = await this.readText();
+    this.fileSeen = await this.exists();
     this.snapshot = this.parse(text);
     this.lastText = text;
     await this.writeLocalStore();
@@ -82,14 +85,16 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     let text: string;
     try {
       // A file that vanishes while the gateway runs is most likely being replaced (editors that
-      // delete then create): keep the list in force rather than dropping every partner.
-      text = await this.readText(false);
+      // delete then create): keep the list in force rather than dropping every partner. A file
+      // that never existed is just an empty list (issue 2: missing means no partners).
+      text = await this.readText(!this.fileSeen);
     } catch (err) {
       const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
       if (missing && !force && this.lastError?.message.includes('not found')) return;
       this.fail(missing ? new Error(`${this.store.file}: partner file not found; the previous list stays in force`) : (err as Error));
       return;
     }
+    if (text !== '' || (await this.exists())) this.fileSeen = true;
     if (!force && text === this.lastText) return;
     this.lastText = text;
     let next: PartnerList;
@@ -115,7 +120,11 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     this.emit('failed', err);
   }
 
-  /** The file's text; a missing file is an empty list only at start-up (`missingIsEmpty`). */
+  private exists(): Promise<boolean> {
+    return access(this.store.file).then(() => true, () => false);
+  }
+
+  /** The file's text; a missing file reads as empty only when `missingIsEmpty`. */
   private async readText(missingIsEmpty = true): Promise<string> {
     try {
       return await readFile(this.store.file, 'utf8');

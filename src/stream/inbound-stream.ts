@@ -243,7 +243,10 @@ export class InboundStream extends S2SStream {
         if (dialbackAllowed(p, false).ok) features.push(dialbackFeature(true));
       }
     } else if (!p) {
-      features.push(saslMechanismsFeature(['EXTERNAL']), dialbackFeature(true));
+      // No `from` yet: the partner is named by the EXTERNAL authzid (checked then), but only a
+      // certificate that chains to a trusted CA can ever succeed, so only then is it offered.
+      if (this.chainProblem() === null) features.push(saslMechanismsFeature(['EXTERNAL']));
+      features.push(dialbackFeature(true));
     } else {
       const sasl = saslAllowed(p, true).ok && this.certificateProblem(this.remoteDomain!) === null;
       if (sasl) features.push(saslMechanismsFeature(['EXTERNAL']));
@@ -323,6 +326,13 @@ export class InboundStream extends S2SStream {
     this.parser.takePending();
     this.parser.reset();
     this.parser.resume();
+  }
+
+  /** Why the peer certificate cannot authenticate anyone (null when its chain is trusted). */
+  private chainProblem(): string | null {
+    if (!this.tlsSocket) return 'no TLS';
+    const check = checkPeerCertificate(this.tlsSocket, this.ctx.tls.defaultDomain, { trustAnchors: this.ctx.tls.trustAnchors });
+    return check.chainValid ? null : `certificate not trusted (${check.chainError ?? 'unknown error'})`;
   }
 
   /** Why the peer certificate cannot authenticate `domain` (null when it can). */

@@ -68,6 +68,8 @@ export interface TestGatewayOptions {
   dnsServer?: string;
   /** Also listen with XEP-0368 direct TLS (second listener, `directTlsPort`). */
   directTls?: boolean;
+  /** Start without a partners.yaml at all (issue 2: a missing file means no partners). */
+  noPartnersFile?: boolean;
   /** `trust.allowCommonNameFor`. */
   allowCommonNameFor?: string[];
 }
@@ -83,7 +85,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   }
   await writeFile(join(dir, 'ca.pem'), opts.pki.ca.certPem);
   const partnersFile = join(dir, 'partners.yaml');
-  await writeFile(partnersFile, opts.partners ?? '');
+  if (!opts.noPartnersFile) await writeFile(partnersFile, opts.partners ?? '');
   const routes = Object.entries(opts.routes ?? {}).map(([d, r]) => `    "${d}": "${r}"`).join('\n');
   const yaml = [
     'localDomains:',

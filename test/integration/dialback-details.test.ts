@@ -132,4 +132,65 @@ describe('headers without from (legacy peers)', () => {
     expect(isElement(reply, 'failure', NS_SASL)).toBe(true);
     expect((await peer.expectStreamError()).condition).toBe('policy-violation');
   });
+
+  it('EXTERNAL is not offered to a header without from unless the certificate chains to a trusted CA', async () => {
+    const peer = await ScriptedPeer.connect(gw.port);
+    peer.sendHeader({ to: 'gw.test' });
+    await peer.header();
+    await peer.features();
+    await peer.starttls({ servername: 'gw.test' }); // no client certificate at all
+    peer.sendHeader({ to: 'gw.test' });
+    await peer.header();
+    const features = summarizeFeatures(await peer.features());
+    expect(features.mechanisms).toEqual([]);
+    expect(features.dialback).toBe(true);
+    peer.destroy();
+  });
+
+  it('dialback after STARTTLS on a header without from: the partner is known from db:result', async () => {
+    const peer = await ScriptedPeer.connect(gw.port);
+    peer.sendHeader({ to: 'gw.test' });
+    await peer.header();
+    await peer.features();
+    await peer.starttls({ servername: 'gw.test' });
+    peer.sendHeader({ to: 'gw.test' });
+    await peer.header();
+    await peer.features();
+    peer.dialbackResult('proxied.test', 'gw.test', dialbackKey(PEER_DIALBACK_SECRET, 'gw.test', 'proxied.test', peer.streamId));
+    expect((await peer.next(8000)).attrs).toMatchObject({ from: 'gw.test', to: 'proxied.test', type: 'valid' });
+    peer.destroy();
+  });
+
+  it('a header without from and a db:result from a non-partner: refused, nothing dialled', async () => {
+    const before = gw.logs.filter((l) => l.event === 'outbound.connect-failed').length;
+    const peer = await ScriptedPeer.connect(gw.port);
+    peer.sendHeader({ to: 'gw.test' });
+    await peer.header();
+    await peer.features();
+    await peer.starttls({ servername: 'gw.test' });
+    peer.sendHeader({ to: 'gw.test' });
+    await peer.header();
+    await peer.features();
+    peer.dialbackResult('stranger.test', 'gw.test', 'key');
+    expect((await peer.expectStreamError()).condition).toBe('policy-violation');
+    expect(gw.logs.filter((l) => l.event === 'outbound.connect-failed').length).toBe(before);
+  });
+
+  it('authzid rules: another domain is invalid-authzid; "=" and a different letter case succeed', async () => {
+    const c = pki.issue({ domain: 'legacy.test' });
+    for (const [authzid, expected] of [['proxied.test', 'failure'], ['=', 'success'], ['LEGACY.test', 'success']] as const) {
+      const peer = await ScriptedPeer.connect(gw.port);
+      peer.sendHeader({ from: 'legacy.test', to: 'gw.test' });
+      await peer.header();
+      await peer.features();
+      await peer.starttls({ cert: c.certPem, key: c.keyPem });
+      peer.sendHeader({ from: 'legacy.test', to: 'gw.test' });
+      await peer.header();
+      await peer.features();
+      const reply = await peer.saslExternal(authzid);
+      expect(reply.name, authzid).toBe(expected);
+      if (expected === 'failure') expect(reply.getChildElements()[0]?.name).toBe('invalid-authzid');
+      peer.destroy();
+    }
+  });
 });

@@ -47,10 +47,10 @@ describe('seed examples, as cmdlet lines', () => {
     });
   });
 
-  it('Get-CsXmppAllowedPartner -Identity returns one partner', async () => {
-    t = await tempConfig(THREE);
-    const one = await json(['cmdlet', 'Get-CsXmppAllowedPartner -Identity "xmpp.contoso.org"']);
-    expect(one.map((r) => r.Identity)).toEqual(['xmpp.contoso.org']);
+  it('Get-CsXmppAllowedPartner -Identity "xmpp.contoso.com" returns one partner', async () => {
+    t = await tempConfig(`${THREE}- Identity: xmpp.contoso.com\n`);
+    const one = await json(['cmdlet', 'Get-CsXmppAllowedPartner -Identity "xmpp.contoso.com"']);
+    expect(one.map((r) => r.Identity)).toEqual(['xmpp.contoso.com']);
   });
 
   it('Get-CsXmppAllowedPartner - Filter "*.org" (the seed typo) filters by wildcard', async () => {
@@ -69,9 +69,10 @@ describe('seed examples, as cmdlet lines', () => {
 
   it('New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified"', async () => {
     t = await tempConfig();
-    const r = await t.cli(['cmdlet', 'New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified" -Force']);
-    expect(r.stderr).toBe('');
+    const r = await t.cli(['cmdlet', 'New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified"']);
     expect(r.code).toBe(0);
+    // The default negotiation (SASL Required, dialback on) is a warning combination: saved, with the warning.
+    expect(r.stderr).toMatch(/^WARNING: contoso\.com: .*dialback never runs.*\n$/);
     const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
     expect(rec?.PartnerType).toBe('PublicVerified');
   });
@@ -104,8 +105,9 @@ describe('seed examples, as cmdlet lines', () => {
 
   it('Get-CsXmppAllowedPartner | Set-CsXmppAllowedPartner -SaslNegotiation "Required"', async () => {
     t = await tempConfig(THREE);
-    const r = await t.cli(['cmdlet', 'Get-CsXmppAllowedPartner | Set-CsXmppAllowedPartner -SaslNegotiation "Required" -Force']);
+    const r = await t.cli(['cmdlet', 'Get-CsXmppAllowedPartner | Set-CsXmppAllowedPartner -SaslNegotiation "Required"']);
     expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/WARNING: xmpp\.contoso\.org: SaslNegotiation Required with SupportDialbackNegotiation true/);
     const all = await json(['partner', 'get']);
     expect(all.map((p) => p.SaslNegotiation)).toEqual(['Required', 'Required', 'Required']);
   });
@@ -271,6 +273,46 @@ describe('long options, output and pipes', () => {
     expect((await json(['partner', 'get'])).map((r) => r.Identity)).toEqual(['w.example', 'f.example']);
   });
 
+  it('--domain, --remove-domain and --clear-additional-domains', async () => {
+    t = await tempConfig();
+    expect((await t.cli(['partner', 'new', '--domain', 'd.example', '--additional-domains', 'a.d.example,b.d.example', '--force'])).code).toBe(0);
+    expect((await t.cli(['partner', 'set', '--identity', 'd.example', '--remove-domain', 'a.d.example'])).code).toBe(0);
+    expect((await json(['partner', 'get']))[0]?.AdditionalDomains).toEqual(['b.d.example']);
+    expect((await t.cli(['partner', 'set', '--identity', 'd.example', '--clear-additional-domains'])).code).toBe(0);
+    expect((await json(['partner', 'get']))[0]?.AdditionalDomains).toEqual([]);
+  });
+
+  it('an empty piped list sets and removes nothing, successfully', async () => {
+    t = await tempConfig(THREE);
+    const before = await t.readPartners();
+    const none = await t.cli(['--json', 'partner', 'get', '--filter', 'nothing*']);
+    expect(JSON.parse(none.stdout)).toEqual([]);
+    const set = await t.cli(['partner', 'set', '--enable-keep-alive', 'false'], { stdin: none.stdout });
+    expect([set.code, set.stderr]).toEqual([0, '']);
+    const rm = await t.cli(['partner', 'remove'], { stdin: none.stdout });
+    expect([rm.code, rm.stderr]).toEqual([0, '']);
+    expect(await t.readPartners()).toBe(before);
+  });
+
+  it('a multi-line Description survives list view piped into set', async () => {
+    t = await tempConfig(THREE);
+    expect((await t.cli(['cmdlet', 'Set-CsXmppAllowedPartner -Identity contoso.com -Description "line1`nline2"'])).code).toBe(0);
+    const list = await t.cli(['partner', 'get', '--identity', 'contoso.com']);
+    expect(list.stdout).toContain('Description                : line1\n                             line2\n');
+    const set = await t.cli(['partner', 'set', '--enable-keep-alive', 'false'], { stdin: list.stdout });
+    expect(set.stderr).toBe('');
+    expect((await json(['partner', 'get', '--identity', 'contoso.com']))[0]).toMatchObject({ Description: 'line1\nline2', EnableKeepAlive: false });
+  });
+
+  it('a partner file that cannot be read is one clear error line', async () => {
+    t = await tempConfig();
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(t.partners);
+    const r = await t.cli(['partner', 'get']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/^error: .*partners\.yaml: cannot read partner file: .*EISDIR/);
+  });
+
   it('an empty or missing partner file means no partners', async () => {
     t = await tempConfig();
     expect(await json(['partner', 'get'])).toEqual([]);
@@ -312,6 +354,8 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     ['malformed cmdlet line', ['cmdlet', 'Get-CsXmppAllowedPartner -Identity "unterminated'], /unterminated/],
     ['unknown cmdlet', ['cmdlet', 'Get-CsXmppFoo'], /Get-CsXmppFoo/],
     ['unknown command', ['partners', 'get'], /unknown command 'partners'/],
+    ['misspelled switch', ['partner', 'new', '--identity', 'q.example', '--forse'], /partner new has no option --forse/],
+    ['misspelled switch on get', ['partner', 'get', '--bogus'], /partner get has no option --bogus/],
     ['serve with a stray argument', ['serve', '--port', '1'], /serve takes no arguments besides --config/],
   ];
   for (const [name, args, message] of cases) {

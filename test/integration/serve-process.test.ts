@@ -106,6 +106,8 @@ describe('xmpp-gateway serve', () => {
     expect(await firstGate('first.example')).toBe('policy-violation');
     const local = await runCli(['--config', join(dir, 'gateway.yaml'), '--json', 'Get-CsXmppAllowedPartner', '-LocalStore']);
     expect(JSON.parse(local.stdout).map((p: { Identity: string }) => p.Identity)).toEqual(['third.example']);
+    const longForm = await runCli(['--config', join(dir, 'gateway.yaml'), '--json', 'partner', 'get', '--local-store']);
+    expect(JSON.parse(longForm.stdout)).toEqual(JSON.parse(local.stdout));
   });
 
   it('status lists live streams as JSON through the admin listener', async () => {
