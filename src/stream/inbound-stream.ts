@@ -26,8 +26,8 @@ import { dialbackFeature, saslMechanismsFeature, starttlsFeature, streamFeatures
 import type { Element } from '../xml/ltx.js';
 import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from '../xml/namespaces.js';
 import { localName, nsOf } from '../xml/stream-parser.js';
-import { now, S2SStream } from './s2s-stream.js';
-import type { StreamAuth, StreamInfo } from './stream-info.js';
+import { S2SStream } from './s2s-stream.js';
+import type { StreamAuth } from './stream-info.js';
 
 /** Dialback requests waiting for the authoritative server, per stream (XEP-0220 section 2.6.2). */
 const MAX_PENDING_DIALBACK = 10;
@@ -102,23 +102,13 @@ export class InboundStream extends S2SStream {
     return [...this.pairs.keys()];
   }
 
-  info(): StreamInfo {
+  protected describe() {
     return {
-      id: this.connectionId,
       partner: this.partner?.Identity ?? null,
-      direction: 'inbound',
-      purpose: 'stream',
+      purpose: 'stream' as const,
       localDomain: this.localDomain,
       remoteDomain: this.remoteDomain ?? this.authenticatedDomains[0] ?? null,
       authenticatedDomains: this.authenticatedDomains,
-      tls: this.tlsVersion,
-      auth: this.authMethod,
-      remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
-      ageSeconds: Math.round((now() - this.createdAt) / 1000),
-      stanzasIn: this.stanzasIn,
-      stanzasOut: this.stanzasOut,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
     };
   }
 

@@ -24,7 +24,7 @@ import type { Element } from '../xml/ltx.js';
 import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_STREAM_ERRORS, NS_STREAMS, NS_TLS } from '../xml/namespaces.js';
 import { localName, nsOf } from '../xml/stream-parser.js';
 import { now, S2SStream } from './s2s-stream.js';
-import type { StreamAuth, StreamInfo } from './stream-info.js';
+import type { StreamAuth } from './stream-info.js';
 
 export interface OutboundOptions {
   readonly localDomain: string;
@@ -96,23 +96,13 @@ export class OutboundStream extends S2SStream {
     return this.established;
   }
 
-  info(): StreamInfo {
+  protected describe() {
     return {
-      id: this.connectionId,
       partner: this.partner.Identity,
-      direction: 'outbound',
       purpose: this.opts.purpose,
       localDomain: this.opts.localDomain,
       remoteDomain: this.opts.remoteDomain,
       authenticatedDomains: this.established ? [this.opts.remoteDomain] : [],
-      tls: this.tlsVersion,
-      auth: this.authMethod,
-      remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
-      ageSeconds: Math.round((now() - this.createdAt) / 1000),
-      stanzasIn: this.stanzasIn,
-      stanzasOut: this.stanzasOut,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
     };
   }
 

@@ -73,7 +73,25 @@ export abstract class S2SStream implements StreamParserHandler {
 
   abstract get auth(): StreamAuth;
   abstract get authenticated(): boolean;
-  abstract info(): StreamInfo;
+  /** What differs between inbound and outbound streams in their status entry. */
+  protected abstract describe(): Pick<StreamInfo, 'partner' | 'purpose' | 'localDomain' | 'remoteDomain' | 'authenticatedDomains'>;
+
+  /** The stream's entry in `GET /status` (contract: stream-info.ts). */
+  info(): StreamInfo {
+    return {
+      id: this.connectionId,
+      direction: this.direction,
+      ...this.describe(),
+      tls: this.tlsVersion,
+      auth: this.auth,
+      remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
+      ageSeconds: Math.round((now() - this.createdAt) / 1000),
+      stanzasIn: this.stanzasIn,
+      stanzasOut: this.stanzasOut,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+    };
+  }
   /** The header to send before a stream error when none was sent yet (RFC 6120 section 4.9.1). */
   protected abstract openingHeader(): string;
   /** Called once when the stream is gone (socket closed); release limits, registry entries. */

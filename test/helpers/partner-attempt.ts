@@ -74,3 +74,13 @@ export async function attempt(opts: AttemptOptions): Promise<{ outcome: Outcome;
     throw err;
   }
 }
+
+/** Opens a stream from `from` (no TLS) and sends a db:result with the key its authoritative server will confirm. */
+export async function sendDialbackResult(port: number, from: string, to = 'gw.test'): Promise<ScriptedPeer> {
+  const peer = await ScriptedPeer.connect(port);
+  peer.sendHeader({ from, to });
+  await peer.header();
+  await peer.features();
+  peer.dialbackResult(from, to, dialbackKey(PEER_DIALBACK_SECRET, to, from, peer.streamId));
+  return peer;
+}

@@ -4,10 +4,8 @@
  * not exist yet (no partners, not an error).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dialbackKey } from '../../src/negotiation/dialback-key.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
-import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
-import { ScriptedPeer } from '../helpers/scripted-peer.js';
+import { attempt, sendDialbackResult } from '../helpers/partner-attempt.js';
 import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
 let gw: TestGateway;
@@ -30,14 +28,7 @@ afterAll(async () => {
   await silent?.close();
 });
 
-async function dialbackOn(from: string): Promise<ScriptedPeer> {
-  const peer = await ScriptedPeer.connect(gw.port);
-  peer.sendHeader({ from, to: 'gw.test' });
-  await peer.header();
-  await peer.features();
-  peer.dialbackResult(from, 'gw.test', dialbackKey(PEER_DIALBACK_SECRET, 'gw.test', from, peer.streamId));
-  return peer;
-}
+const dialbackOn = (from: string) => sendDialbackResult(gw.port, from);
 
 describe('caps', () => {
   it('maxDialbackVerifications: a verification beyond the cap is refused, naming it', async () => {

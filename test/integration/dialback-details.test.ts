@@ -7,7 +7,7 @@ import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { NS_SASL, NS_STANZAS } from '../../src/xml/namespaces.js';
 import { isElement } from '../../src/xml/stream-parser.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
-import { PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
+import { PEER_DIALBACK_SECRET, sendDialbackResult } from '../helpers/partner-attempt.js';
 import { ScriptedPeer, summarizeFeatures } from '../helpers/scripted-peer.js';
 import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
@@ -50,14 +50,7 @@ afterAll(async () => {
   await Promise.all([proxied?.close(), erring?.close(), mute?.close(), silent?.close()]);
 });
 
-async function dialbackOn(from: string): Promise<ScriptedPeer> {
-  const peer = await ScriptedPeer.connect(gw.port);
-  peer.sendHeader({ from, to: 'gw.test' });
-  await peer.header();
-  await peer.features();
-  peer.dialbackResult(from, 'gw.test', dialbackKey(PEER_DIALBACK_SECRET, 'gw.test', from, peer.streamId));
-  return peer;
-}
+const dialbackOn = (from: string) => sendDialbackResult(gw.port, from);
 
 describe('dialback verification targets and errors', () => {
   it('ProxyFqdn: the authoritative server is reached at the proxy, no DNS (the gateway has none here)', async () => {
@@ -102,6 +95,18 @@ describe('verification connections', () => {
   });
 });
 
+/** A header without `from`, STARTTLS (no client certificate), the restarted header sent and answered. */
+async function legacyStreamOnTls(): Promise<ScriptedPeer> {
+  const peer = await ScriptedPeer.connect(gw.port);
+  peer.sendHeader({ to: 'gw.test' });
+  await peer.header();
+  await peer.features();
+  await peer.starttls({ servername: 'gw.test' });
+  peer.sendHeader({ to: 'gw.test' });
+  await peer.header();
+  return peer;
+}
+
 describe('headers without from (legacy peers)', () => {
   it('STARTTLS is required first; then EXTERNAL with the authzid naming the partner succeeds', async () => {
     const peer = await ScriptedPeer.connect(gw.port);
@@ -134,13 +139,7 @@ describe('headers without from (legacy peers)', () => {
   });
 
   it('EXTERNAL is not offered to a header without from unless the certificate chains to a trusted CA', async () => {
-    const peer = await ScriptedPeer.connect(gw.port);
-    peer.sendHeader({ to: 'gw.test' });
-    await peer.header();
-    await peer.features();
-    await peer.starttls({ servername: 'gw.test' }); // no client certificate at all
-    peer.sendHeader({ to: 'gw.test' });
-    await peer.header();
+    const peer = await legacyStreamOnTls(); // no client certificate at all
     const features = summarizeFeatures(await peer.features());
     expect(features.mechanisms).toEqual([]);
     expect(features.dialback).toBe(true);
@@ -148,13 +147,7 @@ describe('headers without from (legacy peers)', () => {
   });
 
   it('dialback after STARTTLS on a header without from: the partner is known from db:result', async () => {
-    const peer = await ScriptedPeer.connect(gw.port);
-    peer.sendHeader({ to: 'gw.test' });
-    await peer.header();
-    await peer.features();
-    await peer.starttls({ servername: 'gw.test' });
-    peer.sendHeader({ to: 'gw.test' });
-    await peer.header();
+    const peer = await legacyStreamOnTls();
     await peer.features();
     peer.dialbackResult('proxied.test', 'gw.test', dialbackKey(PEER_DIALBACK_SECRET, 'gw.test', 'proxied.test', peer.streamId));
     expect((await peer.next(8000)).attrs).toMatchObject({ from: 'gw.test', to: 'proxied.test', type: 'valid' });
@@ -163,13 +156,7 @@ describe('headers without from (legacy peers)', () => {
 
   it('a header without from and a db:result from a non-partner: refused, nothing dialled', async () => {
     const before = gw.logs.filter((l) => l.event === 'outbound.connect-failed').length;
-    const peer = await ScriptedPeer.connect(gw.port);
-    peer.sendHeader({ to: 'gw.test' });
-    await peer.header();
-    await peer.features();
-    await peer.starttls({ servername: 'gw.test' });
-    peer.sendHeader({ to: 'gw.test' });
-    await peer.header();
+    const peer = await legacyStreamOnTls();
     await peer.features();
     peer.dialbackResult('stranger.test', 'gw.test', 'key');
     expect((await peer.expectStreamError()).condition).toBe('policy-violation');
