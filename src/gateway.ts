@@ -19,7 +19,9 @@ import { Resolver } from './net/resolver.js';
 import { PartnerReloader } from './policy/partner-reloader.js';
 import { PartnerStore } from './policy/partner-store.js';
 import { LocalResponder } from './routing/local-responder.js';
-import { OutboundPool } from './routing/outbound-pool.js';
+import { OutboundPool, type PoolLimits } from './routing/outbound-pool.js';
+import { internalRealm, partnerRealm, type Realm } from './routing/realm.js';
+import { Router } from './routing/router.js';
 import { ConnectionLimits } from './stream/connection-limits.js';
 import { InboundStream } from './stream/inbound-stream.js';
 import { now, type S2SStream } from './stream/s2s-stream.js';
@@ -39,6 +41,8 @@ export interface Gateway {
   readonly streams: ReadonlySet<S2SStream>;
   readonly reloader: PartnerReloader;
   readonly metrics: GatewayMetrics;
+  /** The internal s2s listener (null without an `internal` section). */
+  readonly internalListener: Listener | null;
   close(): Promise<void>;
 }
 
@@ -80,8 +84,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);
+  const approvals = new MemoryApprovals();
 
-  let pool: OutboundPool;
   const ctx: GatewayContext = {
     config,
     partners: () => reloader.current,
@@ -93,10 +97,35 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     events,
     log,
     verifier: new DialbackVerifier(() => ctx, resolver, () => config.streamEstablishmentTimeoutSeconds * 1000),
-    inbound: new LocalResponder(() => pool, log),
+    approvals,
     dialbackErrorsSupported: new Set(),
   };
-  pool = new OutboundPool(ctx, resolver);
+
+  // The two realms and their outbound pools (design.md section 1). Without an internal server the
+  // partner realm's stanzas go to the local responder; with one, the router relays both ways.
+  const poolLimits: PoolLimits = {
+    maxQueuedStanzas: config.queues.maxStanzas,
+    maxQueuedBytes: config.queues.maxBytes,
+    reconnectMinMs: config.queues.reconnectMinMs,
+    reconnectMaxMs: config.queues.reconnectMaxMs,
+  };
+  const unrouted = { deliver: () => {}, bounce: () => {} };
+  const partners = partnerRealm({ localDomains: ctx.localDomains, partners: ctx.partners, defaultDomain: tls.defaultDomain, sink: unrouted });
+  const partnerPool = new OutboundPool(partners, ctx, resolver, poolLimits);
+  let internal: Realm | null = null;
+  let internalPool: OutboundPool | null = null;
+  if (config.internal) {
+    internal = internalRealm({ localDomains: ctx.localDomains, partners: ctx.partners, server: config.internal.server, requireTls: config.internal.requireTls, sink: unrouted });
+    internalPool = new OutboundPool(internal, ctx, resolver, poolLimits);
+    const router = new Router(partnerPool, internalPool, approvals, {
+      bounced: (realm, condition) => metrics.bounces.inc([realm, condition]),
+      lost: (realm, condition) => metrics.lost.inc([realm, condition]),
+    }, log);
+    partners.sink = router.fromPartner;
+    internal.sink = router.fromInternal;
+  } else {
+    partners.sink = new LocalResponder(() => partnerPool, log);
+  }
 
   const supervisor = new StreamSupervisor(streams, config, limits, events.refused);
   metrics.partners.set(reloader.current.size);
@@ -105,6 +134,10 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     metrics.partners.set(list.size);
     log.info('partners.reloaded', { partners: list.size });
     supervisor.recheck(list);
+    // design.md section 6: what waits for a removed partner is bounced, in both directions.
+    const removed = 'the partner was removed from the allowed-partner list';
+    partnerPool.drop((_ours, peer) => !list.partnerFor(peer), 'remote-server-not-found', removed);
+    internalPool?.drop((ours) => !list.partnerFor(ours), 'remote-server-not-found', removed);
   });
   reloader.on('failed', (err) => {
     metrics.reloads.inc(['error']);
@@ -113,11 +146,18 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
 
   const listeners: Listener[] = [];
+  let internalListener: Listener | null = null;
   let admin: AdminServer | null = null;
   try {
     for (const l of config.listen) {
-      listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, l.directTls)));
+      listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, partners, l.directTls)));
       log.info('gateway.listening', { host: l.host, port: listeners[listeners.length - 1]!.port, directTls: l.directTls, domains: [...ctx.localDomains] });
+    }
+    if (config.internal && internal) {
+      const realm = internal;
+      internalListener = await listen(config.internal.listen.host, config.internal.listen.port, (socket: Socket) => new InboundStream(socket, ctx, realm));
+      listeners.push(internalListener);
+      log.info('internal.listening', { host: config.internal.listen.host, port: internalListener.port, server: `${config.internal.server.host}:${config.internal.server.port}` });
     }
     admin = await startAdmin();
   } catch (err) {
@@ -154,9 +194,13 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     streams,
     reloader,
     metrics,
+    internalListener,
     async close() {
       supervisor.stop();
       reloader.stop();
+      // Nothing queued is dropped silently at shutdown: it is bounced to its senders first.
+      partnerPool.drainAll('the gateway is shutting down');
+      internalPool?.drainAll('the gateway is shutting down');
       // Stop accepting, then end every stream (RFC 6120 section 4.9.3.17 system-shutdown); the
       // listeners finish closing once their connections are gone.
       const stopped = Promise.all(listeners.map((l) => l.close()));
@@ -177,6 +221,10 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
   return {
     opened(stream) {
       streams.add(stream);
+    },
+    stanzaRefused(stream, partner, rule, condition, text) {
+      metrics.stanzaRefusals.inc([partner, rule, condition]);
+      log.info('stanza.refused', { stream: stream.connectionId, direction: stream.direction, partner, rule, condition, text });
     },
     refused(stream, partner, rule, condition, text) {
       metrics.refusals.inc([partner ?? NO_PARTNER, rule, condition]);
@@ -219,4 +267,15 @@ async function ensureCertificates(config: GatewayConfig, log: Logger): Promise<v
 
 async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false);
+}
+
+/** Placeholder until the persistent approvals store lands (policy/approvals.ts). */
+class MemoryApprovals {
+  private readonly pairs = new Set<string>();
+  has(local: string, remote: string): boolean {
+    return this.pairs.has(`${local} ${remote}`);
+  }
+  record(local: string, remote: string): void {
+    this.pairs.add(`${local} ${remote}`);
+  }
 }

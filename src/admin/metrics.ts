@@ -414,6 +414,10 @@ export class GatewayMetrics {
   readonly streamsClosed: Counter;
   /** gw_stanza_refusals_total{partner,rule,condition}: hot-path denials answered with a stanza error (design.md section 5). */
   readonly stanzaRefusals: Counter;
+  /** gw_relay_bounces_total{realm,condition}: stanzas answered with an error to their sender, by the sender's realm. */
+  readonly bounces: Counter;
+  /** gw_relay_lost_total{realm,condition}: bounces that could not reach their sender either (logged). */
+  readonly lost: Counter;
 
   constructor(opts: { streams?: StreamRegistryView } = {}) {
     this.view = opts.streams ?? null;
@@ -429,6 +433,8 @@ export class GatewayMetrics {
     this.reloads = r.counter('gw_partner_reloads_total', 'Partner list reloads, by result (ok, error).', ['result']);
     this.partners = r.gauge('gw_partners', 'Allowed partners in the partner list in force.');
     this.streamsClosed = r.counter('gw_streams_closed_total', 'Streams closed, by partner, direction and stream error condition (none: clean close).', ['partner', 'direction', 'condition']);
+    this.bounces = r.counter('gw_relay_bounces_total', 'Stanzas answered with a stanza error to their sender, by the sender\'s realm (partners, internal) and condition.', ['realm', 'condition']);
+    this.lost = r.counter('gw_relay_lost_total', 'Bounces that could not be delivered to their sender either, by realm and condition.', ['realm', 'condition']);
     this.stanzaRefusals = r.counter('gw_stanza_refusals_total', 'Stanzas refused with a stanza error, by partner, rule and condition.', ['partner', 'rule', 'condition']);
   }
 

@@ -25,8 +25,38 @@ export interface ListenConfig {
   readonly directTls: boolean;
 }
 
+/**
+ * The link to the organisation's own XMPP server (design.md section 1; issue 7 pins the keys).
+ * Absent: the gateway answers pings and disco#info itself and bounces everything else.
+ */
+export interface InternalConfig {
+  /** The internal server's s2s address: our streams and dialback verifications go there. */
+  readonly server: { readonly host: string; readonly port: number };
+  /** The gateway's internal s2s listener: the internal server connects here for every partner domain. */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The internal DNS view (UDP and TCP): partner domains resolve to `listen`, the rest NXDOMAIN. */
+  readonly dns: { readonly host: string; readonly port: number } | null;
+  /** false: STARTTLS is used when the internal server offers it; true: required both ways. */
+  readonly requireTls: boolean;
+}
+
+/** Relay queues and reconnect backoff (routing/outbound-pool.ts). */
+export interface QueueConfig {
+  /** Stanzas waiting per (our domain, peer domain) pair while its stream connects. */
+  readonly maxStanzas: number;
+  /** Bytes waiting per pair while its stream connects. */
+  readonly maxBytes: number;
+  /** First reconnect backoff after a failed attempt, doubled per failure (with jitter). */
+  readonly reconnectMinMs: number;
+  readonly reconnectMaxMs: number;
+  /** A stream that stays congested this long while others wait on it is closed. */
+  readonly drainTimeoutMs: number;
+}
+
 export interface GatewayConfig {
   readonly file: string;
+  readonly internal: InternalConfig | null;
+  readonly queues: QueueConfig;
   readonly localDomains: readonly LocalDomainConfig[];
   readonly listen: readonly ListenConfig[];
   /** Absolute path of partners.yaml. */
@@ -75,13 +105,14 @@ export const DEFAULTS = {
   reloadDebounceMs: 200,
   maxUnauthenticatedConnectionsPerAddress: 32,
   maxDialbackVerifications: 100,
+  queues: { maxStanzas: 10_000, maxBytes: 8 * 1024 * 1024, reconnectMinMs: 1_000, reconnectMaxMs: 60_000, drainTimeoutMs: 30_000 },
 } as const;
 
 const KNOWN_KEYS = new Set([
   'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
-  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications',
+  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications', 'internal', 'queues',
 ]);
 
 /** Parses and validates gateway.yaml text; `warn` receives non-fatal notes (unknown keys). */
@@ -165,8 +196,43 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const int = (key: keyof typeof DEFAULTS & string, min: number) =>
     v.int(get(key), key, DEFAULTS[key] as number, min);
 
+  const internalNode = get('internal');
+  let internal: InternalConfig | null = null;
+  if (internalNode !== undefined && !isNull(internalNode)) {
+    const m = v.map(internalNode, 'internal');
+    for (const pair of m.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!['server', 'listen', 'dns', 'requireTls'].includes(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: internal.${key}: unknown setting, ignored`);
+    }
+    const address = (key: string, allowZero: boolean) => {
+      const a = v.map(m.get(key, true) as Node | undefined, `internal.${key}`);
+      return { host: v.host(a.get('host', true) as Node, `internal.${key}.host`), port: v.port(a.get('port', true) as Node, `internal.${key}.port`, allowZero) };
+    };
+    const dnsNodeInternal = m.get('dns', true) as Node | undefined;
+    internal = {
+      server: address('server', false),
+      listen: address('listen', true),
+      dns: dnsNodeInternal === undefined || isNull(dnsNodeInternal) ? null : address('dns', true),
+      requireTls: v.bool(m.get('requireTls', true) as Node | undefined, 'internal.requireTls', false),
+    };
+  }
+
+  const queuesNode = get('queues');
+  const q = queuesNode === undefined || isNull(queuesNode) ? undefined : v.map(queuesNode, 'queues');
+  const qint = (key: keyof typeof DEFAULTS.queues, min: number) =>
+    v.int(q?.get(key, true) as Node | undefined, `queues.${key}`, DEFAULTS.queues[key], min);
+  const queues: QueueConfig = {
+    maxStanzas: qint('maxStanzas', 1),
+    maxBytes: qint('maxBytes', 1024),
+    reconnectMinMs: qint('reconnectMinMs', 10),
+    reconnectMaxMs: qint('reconnectMaxMs', 10),
+    drainTimeoutMs: qint('drainTimeoutMs', 100),
+  };
+
   const config: GatewayConfig = {
     file: resolve(file),
+    internal,
+    queues,
     localDomains,
     listen,
     partners: v.path(get('partners'), 'partners', DEFAULTS.partners),

@@ -12,7 +12,7 @@ import { Element } from '../xml/ltx.js';
 import { NS_DISCO_INFO, NS_PING } from '../xml/namespaces.js';
 import { isDomainJid } from './jid.js';
 import type { OutboundPool } from './outbound-pool.js';
-import { errorReply, mayBounce } from './stanza-errors.js';
+import { errorReply, mayBounce, type StanzaErrorCondition } from './stanza-errors.js';
 
 export const GATEWAY_FEATURES = [NS_DISCO_INFO, NS_PING] as const;
 
@@ -28,6 +28,13 @@ export class LocalResponder implements InboundStanzaSink {
     this.pool().send(toDomain, fromDomain, reply.toString(), (condition, text) => {
       // The reply itself cannot reach the partner: nothing to bounce it to, so log it.
       this.log.warn('reply.undeliverable', { to: fromDomain, condition, text, stream: stream.connectionId });
+    });
+  }
+
+  bounce(stanza: Element, fromDomain: string, toDomain: string, condition: StanzaErrorCondition, text: string, stream: S2SStream): void {
+    if (!mayBounce(stanza)) return;
+    this.pool().send(toDomain, fromDomain, errorReply(stanza, condition, text).toString(), (lost, lostText) => {
+      this.log.warn('reply.undeliverable', { to: fromDomain, condition: lost, text: lostText, stream: stream.connectionId });
     });
   }
 

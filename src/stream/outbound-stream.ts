@@ -17,6 +17,7 @@ import { dialbackKey } from '../negotiation/dialback-key.js';
 import { dialbackAllowed, saslAllowed, tlsAllowed } from '../negotiation/partner-policy.js';
 import { externalAuth } from '../negotiation/sasl-external.js';
 import type { PartnerRecord } from '../policy/types.js';
+import type { Realm } from '../routing/realm.js';
 import { checkPeerCertificate } from '../tls/peer-certificate.js';
 import { ALPN_XMPP_SERVER, MIN_TLS_VERSION } from '../tls/tls-contexts.js';
 import { streamHeader } from '../xml/builders.js';
@@ -64,7 +65,7 @@ export class OutboundStream extends S2SStream {
   /** Why the stream ended before doing its job, if it did. */
   failure: OutboundFailure | undefined;
 
-  constructor(socket: Socket, private readonly ctx: GatewayContext, readonly opts: OutboundOptions, directTls: boolean) {
+  constructor(socket: Socket, private readonly ctx: GatewayContext, readonly realm: Realm, readonly opts: OutboundOptions, directTls: boolean) {
     super(socket, ctx.config.maxStanzaBytes);
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -99,6 +100,7 @@ export class OutboundStream extends S2SStream {
   protected describe() {
     return {
       partner: this.partner.Identity,
+      realm: this.realm.name,
       purpose: this.opts.purpose,
       localDomain: this.opts.localDomain,
       remoteDomain: this.opts.remoteDomain,
@@ -107,11 +109,11 @@ export class OutboundStream extends S2SStream {
   }
 
   /** Sends a serialised stanza; only once `ready` resolved (the pool queues before that). */
-  sendStanza(text: string): void {
+  sendStanza(text: string): boolean {
     this.stanzasOut++;
     this.meters?.stanzas.inc();
     this.lastStanzaAt = now();
-    this.send(text);
+    return this.send(text);
   }
 
   protected openingHeader(): string {
@@ -339,14 +341,14 @@ export class OutboundStream extends S2SStream {
 
   private becomeEstablished(method: StreamAuth): void {
     if (this.established) return;
-    const verdict = this.ctx.limits.addPartnerStream(this.partner, 'outbound', this);
-    if (!verdict.ok) {
+    const verdict = this.realm.countsAgainstPartnerLimits ? this.ctx.limits.addPartnerStream(this.partner, 'outbound', this) : null;
+    if (verdict && !verdict.ok) {
       this.ctx.events.refused(this, this.partner.Identity, verdict.rule, 'policy-violation', verdict.text);
       this.fail(new OutboundFailure('resource-constraint', verdict.text));
       this.close();
       return;
     }
-    this.countedPartner = this.partner.Identity;
+    if (verdict) this.countedPartner = this.partner.Identity;
     this.established = true;
     this.authMethod = method;
     this.ctx.events.authenticated(this, this.partner.Identity, this.opts.remoteDomain, method);

@@ -22,6 +22,11 @@ import { newStreamId } from '../negotiation/dialback-key.js';
 export const CLOSE_TIMEOUT_MS = 2_000;
 /** A peer that leaves this much of our output unread is too slow and is disconnected. */
 export const MAX_WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
+/**
+ * Output waiting for the peer above which a stream counts as congested: the router pauses the
+ * streams that feed it until it drains (ws and Node streams' highWaterMark idea).
+ */
+export const CONGESTED_BYTES = 256 * 1024;
 
 export const now = (): number => performance.now();
 
@@ -57,6 +62,11 @@ export abstract class S2SStream implements StreamParserHandler {
   private handshaking = false;
   protected readonly parser: StreamParser;
   private outQueue: string[] = [];
+  /** UTF-16 code units waiting in outQueue (flushed on the next tick). */
+  private outQueueChars = 0;
+  private drainWaiters: (() => void)[] = [];
+  /** Why reading is paused (backpressure from the streams this one feeds); empty ⇒ reading. */
+  private readonly readPauses = new Set<unknown>();
   private flushScheduled = false;
   private closeTimer: NodeJS.Timeout | undefined;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
@@ -74,7 +84,7 @@ export abstract class S2SStream implements StreamParserHandler {
   abstract get auth(): StreamAuth;
   abstract get authenticated(): boolean;
   /** What differs between inbound and outbound streams in their status entry. */
-  protected abstract describe(): Pick<StreamInfo, 'partner' | 'purpose' | 'localDomain' | 'remoteDomain' | 'authenticatedDomains'>;
+  protected abstract describe(): Pick<StreamInfo, 'partner' | 'realm' | 'purpose' | 'localDomain' | 'remoteDomain' | 'authenticatedDomains'>;
 
   /** The stream's entry in `GET /status` (contract: stream-info.ts). */
   info(): StreamInfo {
@@ -125,23 +135,58 @@ export abstract class S2SStream implements StreamParserHandler {
    * burst). Nothing is queued once the stream is closed, nor while a server-side TLS handshake
    * owns the connection (RFC 6120 section 5.4.3.3: no plaintext after <proceed/>).
    */
-  send(text: string): void {
-    if (this.closed || this.handshaking) return;
+  send(text: string): boolean {
+    if (this.closed || this.handshaking) return true;
     this.outQueue.push(text);
+    this.outQueueChars += text.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
+    return !this.congested;
+  }
+
+  /** More output waits for the peer than CONGESTED_BYTES. */
+  get congested(): boolean {
+    return this.outQueueChars + this.socket.writableLength > CONGESTED_BYTES;
+  }
+
+  /** Runs `cb` once the output has drained below the congestion mark, or the stream is gone. */
+  whenDrained(cb: () => void): void {
+    if (!this.congested || this.closed) return cb();
+    if (this.drainWaiters.push(cb) === 1) this.socket.once('drain', this.onDrain);
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.congested && !this.closed) {
+      this.socket.once('drain', this.onDrain);
+      return;
+    }
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of waiters) cb();
+  };
+
+  /** Stops reading from the peer on behalf of `reason` (a congested stream this one feeds). */
+  pauseReading(reason: unknown): void {
+    if (this.readPauses.size === 0) this.socket.pause();
+    this.readPauses.add(reason);
+  }
+
+  resumeReading(reason: unknown): void {
+    if (this.readPauses.delete(reason) && this.readPauses.size === 0 && !this.closed) this.socket.resume();
   }
 
   protected flush(): void {
     this.flushScheduled = false;
     if (this.outQueue.length === 0 || this.socket.destroyed) {
       this.outQueue = [];
+      this.outQueueChars = 0;
       return;
     }
     const text = this.outQueue.length === 1 ? this.outQueue[0]! : this.outQueue.join('');
     this.outQueue = [];
+    this.outQueueChars = 0;
     const bytes = Buffer.from(text, 'utf8');
     this.bytesOut += bytes.length;
     if (this.direction === 'outbound') this.meters?.bytes.inc(bytes.length);
@@ -280,6 +325,8 @@ export abstract class S2SStream implements StreamParserHandler {
       this.closed = true;
       this.closing(undefined);
     }
+    // Streams waiting for this one to drain must not wait forever.
+    this.onDrain();
     if (!this.isReleased) {
       this.isReleased = true;
       this.released();

@@ -15,8 +15,10 @@ export type StreamAuth = 'sasl-external' | 'dialback' | 'none';
 export interface StreamInfo {
   /** Gateway-local stream id (stable for the stream's life; not the XMPP stream id). */
   id: string;
-  /** Identity (primary domain) of the allowed partner, or null before it is known. */
+  /** Identity (primary domain) of the allowed partner, 'internal' for the internal server, or null before it is known. */
   partner: string | null;
+  /** 'partners': a stream with a partner server; 'internal': with the organisation's own server. */
+  realm: 'partners' | 'internal';
   direction: StreamDirection;
   /** 'dialback-verify': a short-lived stream that only carries `db:verify` (XEP-0220 section 2.3). */
   purpose: 'stream' | 'dialback-verify';

@@ -15,6 +15,7 @@ import type { GatewayConfig } from '../config/schema.js';
 import { streamStillAllowed } from '../negotiation/partner-policy.js';
 import type { PartnerList } from '../policy/partner-list.js';
 import type { PartnerRecord } from '../policy/types.js';
+import { INTERNAL_PEER } from '../routing/realm.js';
 import type { ConnectionLimits } from './connection-limits.js';
 import { InboundStream } from './inbound-stream.js';
 import { OutboundStream } from './outbound-stream.js';
@@ -77,6 +78,10 @@ export class StreamSupervisor {
   recheck(list: PartnerList): void {
     for (const stream of this.streams) {
       if (stream.closed) continue;
+      if (isInternal(stream)) {
+        this.recheckInternal(stream);
+        continue;
+      }
       const old = partnerOf(stream);
       if (!old) continue;
       const domains = domainsOf(stream);
@@ -94,6 +99,17 @@ export class StreamSupervisor {
       }
     }
     this.enforceLimits(list);
+  }
+
+  /**
+   * Streams with the internal server on which we speak as a partner's domain end with that
+   * partner (issue 7: a removed partner's streams close in both directions).
+   */
+  private recheckInternal(stream: InboundStream | OutboundStream): void {
+    const ours = stream instanceof InboundStream ? stream.localDomain : stream.opts.localDomain;
+    if (ours !== null && !stream.realm.speaksAs(ours)) {
+      this.refuse(stream, INTERNAL_PEER, 'AllowedPartner', `${ours} is no longer an allowed partner domain`);
+    }
   }
 
   /** A lowered ConnectionLimit closes the newest streams above it, per direction. */
@@ -122,6 +138,10 @@ export class StreamSupervisor {
     this.onRefusal(stream, partner, rule, 'policy-violation', text);
     stream.close(new StreamError('policy-violation', text));
   }
+}
+
+function isInternal(stream: S2SStream): stream is InboundStream | OutboundStream {
+  return (stream instanceof InboundStream || stream instanceof OutboundStream) && stream.realm.name === 'internal';
 }
 
 function partnerOf(stream: S2SStream): PartnerRecord | null {
