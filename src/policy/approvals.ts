@@ -98,8 +98,10 @@ export class FileApprovalStore implements ApprovalStore {
     if (!Number.isFinite(delay) || delay < 0) throw new RangeError(`flushDelayMs must be a number >= 0 (got ${delay})`);
     const index = new ApprovalIndex(opts.maxEntries);
     const entries = await readApprovalFile(opts.file);
-    // Oldest first, so that the most recently seen pair ends up at the recent end.
-    const ordered = entries.slice().sort((a, b) => a.lastSeen - b.lastSeen);
+    // Oldest first, so that the most recently seen pair ends up at the recent end. The file lists
+    // the most recent first: reversed before the (stable) sort, pairs seen in the same millisecond
+    // keep their order.
+    const ordered = entries.slice().reverse().sort((a, b) => a.lastSeen - b.lastSeen);
     let distinct = 0;
     for (const e of ordered) if (index.touch(e.local, e.remote, e.lastSeen, e.since)) distinct++;
     const store = new FileApprovalStore(index, opts.file, delay, opts.log);

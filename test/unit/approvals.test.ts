@@ -20,13 +20,13 @@ vi.mock('../../src/policy/atomic-write.js', async (importOriginal) => {
   const real = await importOriginal<typeof import('../../src/policy/atomic-write.js')>();
   return {
     writeFileAtomic: async (file: string, text: string) => {
-      writes.count++;
       writes.active++;
       writes.maxActive = Math.max(writes.maxActive, writes.active);
       try {
         if (writes.delayMs > 0) await sleep(writes.delayMs);
         if (writes.fail) throw new Error('disk full');
         await real.writeFileAtomic(file, text);
+        writes.count++; // completed writes: once it moves, the file holds the new text
       } finally {
         writes.active--;
       }
@@ -147,6 +147,14 @@ describe('FileApprovalStore persistence', () => {
     expect(again.list()).toEqual(before);
     expect(again.has('a@corp.example', 'x@p.example')).toBe(true);
     expect(logs).toContainEqual({ level: 'info', event: 'approvals.loaded', fields: { file, count: 2 } });
+  });
+
+  it('keeps the order of pairs recorded within the same millisecond across a reopen', async () => {
+    const store = await openStore();
+    for (let i = 0; i < 20; i++) store.record(`u${i}@corp.example`, 'x@p.example');
+    const before = pairs(store);
+    await store.close();
+    expect(pairs(await openStore())).toEqual(before);
   });
 
   it('writes a burst of new pairs once, after the delay', async () => {
