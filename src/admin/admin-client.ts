@@ -11,6 +11,7 @@ const TIMEOUT_MS = 5_000;
 /** /status of a gateway at its connectionLimit is well under a megabyte; this only bounds a wrong peer. */
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/** Where to reach the running gateway's admin listener. */
 export interface AdminTarget {
   readonly host: string;
   readonly port: number;

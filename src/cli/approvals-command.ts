@@ -16,6 +16,7 @@ import { FileApprovalStore, type Approval } from '../policy/approvals.js';
 import { checkBareJid } from '../policy/bare-jid.js';
 import { formatTable } from './output.js';
 
+/** What `approvals ...` asks for; JIDs in comparison form. */
 export type ApprovalsInvocation = { verb: 'list' } | { verb: 'revoke'; local: string; remote?: string };
 
 const VERBS = 'list, or revoke --local JID [--remote JID]';

@@ -15,6 +15,7 @@ import { GatewayError } from '../errors.js';
 import type { IndexEntry } from './approval-index.js';
 import { checkBareJid } from './bare-jid.js';
 
+/** The `version` field this code reads and writes; another value is refused as not understood. */
 export const APPROVAL_FILE_VERSION = 1;
 
 /** The file's text for `entries` (epoch-millisecond times), in the order given. */

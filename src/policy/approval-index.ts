@@ -27,6 +27,7 @@ interface Node extends IndexEntry {
   older: Node | null;
 }
 
+/** Bounded, recency-ordered set of (local, remote) pairs; see the file comment. */
 export class ApprovalIndex {
   private readonly byLocal = new Map<string, Map<string, Node>>();
   private newest: Node | null = null;
@@ -38,10 +39,12 @@ export class ApprovalIndex {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer (got ${capacity})`);
   }
 
+  /** How many pairs are held. */
   get size(): number {
     return this.count;
   }
 
+  /** Whether the pair is held; does not change its recency. */
   has(local: string, remote: string): boolean {
     const remotes = this.byLocal.get(local);
     return remotes !== undefined && remotes.has(remote);

@@ -51,6 +51,7 @@ export interface Approval {
   lastSeen: string;
 }
 
+/** Options of FileApprovalStore.open. */
 export interface FileApprovalStoreOptions {
   /** Absolute path of the JSON file (gateway.yaml `approvals.file`); its directory is created on first write. */
   file: string;
@@ -64,6 +65,7 @@ export interface FileApprovalStoreOptions {
   log: Logger;
 }
 
+/** Default `flushDelayMs`, in milliseconds. */
 export const DEFAULT_FLUSH_DELAY_MS = 1000;
 
 /**
