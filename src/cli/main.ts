@@ -3,6 +3,7 @@
  *
  *   xmpp-gateway [--config FILE] [--json] serve
  *   xmpp-gateway [--config FILE] [--json] status
+ *   xmpp-gateway [--config FILE] [--json] approvals list | revoke --local JID [--remote JID]
  *   xmpp-gateway [--config FILE] [--json] partner get|new|set|remove [--options]
  *   xmpp-gateway [--config FILE] [--json] cmdlet '<one PowerShell command line>'
  *   xmpp-gateway [--config FILE] [--json] Get-CsXmppAllowedPartner -Filter "*.org"
@@ -28,6 +29,10 @@ const USAGE = `usage: xmpp-gateway [--config FILE] [--json] <command>
 commands:
   serve                               run the gateway
   status                              list the running gateway's live streams
+  approvals list                      PublicUnverified approvals: local users who reached out to remote users
+  approvals revoke --local JID [--remote JID]
+                                      forget one approval, or all of a local user's (the running gateway's,
+                                      or the approvals file's when the gateway is not running)
   partner get    [--identity D | --filter PATTERN] [--local-store]
   partner new    --identity D | --domain D  [property options] [--what-if] [--confirm] [--force] [--in-memory]
   partner set    [--identity D | --instance FILE|-] [property options] [--what-if] [--confirm] [--force]
@@ -83,6 +88,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'status') {
     const { status } = await import('../admin/status-command.js');
     return status(configPath, json);
+  }
+  if (command === 'approvals') {
+    const { approvals } = await import('./approvals-command.js');
+    return approvals(configPath, json, args);
   }
 
   const config = await loadGatewayConfig(configPath, warn);

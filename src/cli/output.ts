@@ -1,6 +1,7 @@
 /**
  * How records are printed: PowerShell's list view (Format-List) for people, a JSON array for
- * scripts (`--json`). Both show every property, defaults included, in canonical order.
+ * scripts (`--json`). Both show every property, defaults included, in canonical order. Also the
+ * plain table of the other listing commands (status, approvals).
  */
 import { toJsonRecord } from '../policy/record-json.js';
 import { PROPERTY_NAMES, type PartnerRecord } from '../policy/types.js';
@@ -28,4 +29,12 @@ export function formatList(records: readonly PartnerRecord[]): string {
 
 export function formatJson(records: readonly PartnerRecord[]): string {
   return `${JSON.stringify(records.map(toJsonRecord), null, 2)}\n`;
+}
+
+/** A plain-text table: a header row, then `rows`, columns two spaces apart, `rightAligned` padded on the left. */
+export function formatTable(columns: readonly string[], rows: readonly (readonly string[])[], rightAligned: ReadonlySet<string> = new Set()): string {
+  const widths = columns.map((name, i) => Math.max(name.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    columns.map((name, i) => (rightAligned.has(name) ? (cells[i] ?? '').padStart(widths[i]!) : (cells[i] ?? '').padEnd(widths[i]!))).join('  ').trimEnd();
+  return `${[line(columns), ...rows.map(line)].join('\n')}\n`;
 }

@@ -88,6 +88,13 @@ export interface GatewayConfig {
   readonly maxUnauthenticatedConnectionsPerAddress: number;
   /** Dialback verification connections in flight, gateway-wide; not counted against partners. */
   readonly maxDialbackVerifications: number;
+  /** PublicUnverified approvals (src/policy/approvals.ts): local users who reached out to remote users. */
+  readonly approvals: {
+    /** Absolute path of the JSON file they persist to (relative paths in gateway.yaml resolve against its directory). */
+    readonly file: string;
+    /** Most approvals kept, a count >= 1; beyond it the least recently seen are forgotten (about 200 bytes of memory each). */
+    readonly maxEntries: number;
+  };
 }
 
 /** Defaults: Lync's documented values where it has one (design.md section 2). */
@@ -106,14 +113,16 @@ export const DEFAULTS = {
   maxUnauthenticatedConnectionsPerAddress: 32,
   maxDialbackVerifications: 100,
   queues: { maxStanzas: 10_000, maxBytes: 8 * 1024 * 1024, reconnectMinMs: 1_000, reconnectMaxMs: 60_000, drainTimeoutMs: 30_000 },
+  approvals: { file: 'state/approvals.json', maxEntries: 100_000 },
 } as const;
 
 const KNOWN_KEYS = new Set([
   'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
-  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications', 'internal', 'queues',
+  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
 ]);
+const APPROVALS_KEYS = new Set(['file', 'maxEntries']);
 
 /** Parses and validates gateway.yaml text; `warn` receives non-fatal notes (unknown keys). */
 export function parseGatewayConfig(text: string, file: string, warn: (msg: string) => void = () => {}): GatewayConfig {
@@ -193,6 +202,17 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     warn(`${file}:${v.lineOf(secretNode)}: dialbackSecret: shorter than 16 characters; a longer random secret is safer`);
   }
 
+  const approvalsNode = get('approvals');
+  const approvalsMap = approvalsNode === undefined || isNull(approvalsNode) ? undefined : v.map(approvalsNode, 'approvals');
+  for (const pair of approvalsMap?.items ?? []) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!APPROVALS_KEYS.has(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: approvals.${key}: unknown setting, ignored`);
+  }
+  const approvals = {
+    file: v.path(approvalsMap?.get('file', true) as Node | undefined, 'approvals.file', DEFAULTS.approvals.file),
+    maxEntries: v.int(approvalsMap?.get('maxEntries', true) as Node | undefined, 'approvals.maxEntries', DEFAULTS.approvals.maxEntries, 1),
+  };
+
   const int = (key: keyof typeof DEFAULTS & string, min: number) =>
     v.int(get(key), key, DEFAULTS[key] as number, min);
 
@@ -252,6 +272,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     reloadDebounceMs: int('reloadDebounceMs', 0),
     maxUnauthenticatedConnectionsPerAddress: int('maxUnauthenticatedConnectionsPerAddress', 1),
     maxDialbackVerifications: int('maxDialbackVerifications', 1),
+    approvals,
   };
   return deepFreeze(config);
 }
