@@ -358,8 +358,9 @@ export class DnsView {
     const owner = q.labels.join('.');
     response.questions.push({ name: owner, type: q.type, class: q.class } as Question);
     if (q.edns) {
-      response.additionals.push(Packet.Resource.EDNS([]));
-      (response.additionals[0] as unknown as { class: number }).class = EDNS_PAYLOAD;
+      const opt = Packet.Resource.EDNS([]);
+      opt.class = EDNS_PAYLOAD; // an OPT record's CLASS is the sender's UDP payload size
+      response.additionals.push(opt);
       // RFC 6891 section 6.1.3: only version 0 exists; anything else gets BADVERS and no answer.
       if (q.edns.version !== 0) return this.finish(response, RCODE.BADVERS, q, transport);
     }

@@ -508,6 +508,28 @@ describe('ports', () => {
     expect(await resolver(port).resolve4('partner.test')).toEqual(['127.0.0.10']);
   });
 
+  it('an IPv6 bind address serves UDP and TCP on ::1', async () => {
+    const six = await startView({ host: '::1' });
+    try {
+      expect(six.host).toBe('::1');
+      const r = new dns.Resolver({ timeout: 1000, tries: 1 });
+      r.setServers([`[::1]:${six.port}`]);
+      expect(await r.resolveSrv('_xmpp-server._tcp.partner.test')).toHaveLength(1);
+      const reply = await new Promise<Buffer>((resolve, reject) => {
+        const socket = net.connect({ host: '::1', port: six.port });
+        socket.on('data', (chunk: Buffer) => {
+          socket.destroy();
+          resolve(chunk);
+        });
+        socket.on('error', reject);
+        socket.on('connect', () => socket.write(frame(query('partner.test', T.A, { id: 66 }))));
+      });
+      expect(Packet.parse(reply.subarray(2)).answers[0]).toMatchObject({ address: '127.0.0.10' });
+    } finally {
+      await six.close();
+    }
+  });
+
   it('a taken port rejects with EADDRINUSE and leaves nothing bound', async () => {
     // UDP free, TCP taken: start() binds UDP first, so this checks that it lets go of it again.
     const blocker = net.createServer();
