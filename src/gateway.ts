@@ -15,8 +15,10 @@ import type { GatewayContext, StreamEvents } from './gateway-context.js';
 import { createLogger, type Logger } from './log.js';
 import { DialbackVerifier } from './negotiation/dialback-verifier.js';
 import { listen, type Listener } from './net/listener.js';
+import { DnsView } from './net/dns-view.js';
 import { Resolver } from './net/resolver.js';
 import { PartnerReloader } from './policy/partner-reloader.js';
+import { FileApprovalStore } from './policy/approvals.js';
 import { PartnerStore } from './policy/partner-store.js';
 import { LocalResponder } from './routing/local-responder.js';
 import { OutboundPool, type PoolLimits } from './routing/outbound-pool.js';
@@ -43,6 +45,8 @@ export interface Gateway {
   readonly metrics: GatewayMetrics;
   /** The internal s2s listener (null without an `internal` section). */
   readonly internalListener: Listener | null;
+  /** The internal DNS view (null without `internal.dns`). */
+  readonly dnsView: DnsView | null;
   close(): Promise<void>;
 }
 
@@ -69,6 +73,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
 
+  // Trust-tier approvals survive restarts; a corrupt file stops the start with one line.
+  const approvals = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
   const store = new PartnerStore(config.partners);
   const reloader = new PartnerReloader(store, config.localStore, config.reloadDebounceMs);
   await reloader.start();
@@ -84,7 +90,6 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);
-  const approvals = new MemoryApprovals();
 
   const ctx: GatewayContext = {
     config,
@@ -120,7 +125,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     const router = new Router(partnerPool, internalPool, approvals, {
       bounced: (realm, condition) => metrics.bounces.inc([realm, condition]),
       lost: (realm, condition) => metrics.lost.inc([realm, condition]),
-    }, log);
+    }, log, config.queues.drainTimeoutMs);
     partners.sink = router.fromPartner;
     internal.sink = router.fromInternal;
   } else {
@@ -147,6 +152,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
   const listeners: Listener[] = [];
   let internalListener: Listener | null = null;
+  let dnsView: DnsView | null = null;
   let admin: AdminServer | null = null;
   try {
     for (const l of config.listen) {
@@ -158,12 +164,26 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       internalListener = await listen(config.internal.listen.host, config.internal.listen.port, (socket: Socket) => new InboundStream(socket, ctx, realm));
       listeners.push(internalListener);
       log.info('internal.listening', { host: config.internal.listen.host, port: internalListener.port, server: `${config.internal.server.host}:${config.internal.server.port}` });
+      if (config.internal.dns) {
+        // Every allowed partner domain resolves to the internal listener, everything else is
+        // NXDOMAIN; the predicate reads the partner snapshot per query, so reloads apply at once.
+        dnsView = await DnsView.start({
+          host: config.internal.dns.host,
+          port: config.internal.dns.port,
+          target: { host: config.internal.listen.host, port: internalListener.port },
+          isPartnerDomain: (domain) => realm.speaksAs(domain),
+          log,
+        });
+        log.info('internal.dns-listening', { host: dnsView.host, port: dnsView.port });
+      }
     }
     admin = await startAdmin();
   } catch (err) {
     // A port that cannot be bound must not leave the others open (the process would hang).
     reloader.stop();
     await Promise.all(listeners.map((l) => l.close()));
+    await dnsView?.close();
+    await approvals.close();
     throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
       ? new ConfigError(`cannot listen: ${(err as Error).message}`, config.file, undefined, 'listen')
       : err;
@@ -176,6 +196,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
         port: config.admin.listen.port,
         streams: liveStreams,
         metrics,
+        approvals,
         partnersInfo: () => ({ count: reloader.current.size, file: config.partners, lastReloadError: reloader.lastError?.message ?? null }),
         reload: async () => {
           await reloader.reload(true);
@@ -195,6 +216,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     reloader,
     metrics,
     internalListener,
+    dnsView,
     async close() {
       supervisor.stop();
       reloader.stop();
@@ -211,6 +233,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       }, SHUTDOWN_GRACE_MS);
       await stopped;
       clearTimeout(grace);
+      await dnsView?.close();
+      await approvals.close();
       await admin?.close();
     },
   };
@@ -269,13 +293,3 @@ async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false);
 }
 
-/** Placeholder until the persistent approvals store lands (policy/approvals.ts). */
-class MemoryApprovals {
-  private readonly pairs = new Set<string>();
-  has(local: string, remote: string): boolean {
-    return this.pairs.has(`${local} ${remote}`);
-  }
-  record(local: string, remote: string): void {
-    this.pairs.add(`${local} ${remote}`);
-  }
-}

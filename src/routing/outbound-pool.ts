@@ -11,7 +11,7 @@
  *
  * The gateway never connects out to a domain its realm does not accept as a peer.
  */
-import { GatewayError } from '../errors.js';
+import { GatewayError, StreamError } from '../errors.js';
 import type { GatewayContext } from '../gateway-context.js';
 import { connectToDomain } from '../net/connector.js';
 import type { Resolver } from '../net/resolver.js';
@@ -122,6 +122,15 @@ export class OutboundPool {
     const stream = this.links.get(localDomain)?.get(remoteDomain)?.stream;
     if (!stream || stream.closed) cb();
     else stream.whenDrained(cb);
+  }
+
+  /** Closes the stream to `remoteDomain` if it is still congested (a peer that stopped reading). */
+  closeCongested(localDomain: string, remoteDomain: string, waitedMs: number): void {
+    const stream = this.links.get(localDomain)?.get(remoteDomain)?.stream;
+    if (!stream || stream.closed || !stream.congested) return;
+    const text = `${remoteDomain} did not read its stream for ${waitedMs} ms (queues.drainTimeoutMs)`;
+    this.ctx.events.refused(stream, stream.partner.Identity, 'drainTimeoutMs', 'resource-constraint', text);
+    stream.close(new StreamError('resource-constraint', text));
   }
 
   /** Bounces everything queued for the peer domains `which` selects (a removed partner). */

@@ -50,6 +50,8 @@ export class Router {
     private readonly approvals: ApprovalRecorder,
     private readonly counters: RelayCounters,
     private readonly log: Logger,
+    /** A congested stream that does not drain within this closes, so its sources read again. */
+    private readonly drainTimeoutMs: number,
   ) {
     this.fromPartner = {
       deliver: (stanza, raw, from, to, stream) => this.forward(this.internal, this.partners, stanza, raw, from, to, stream),
@@ -73,8 +75,12 @@ export class Router {
     const writable = target.send(from, to, raw ?? stanza.toString(), (condition, text) => this.bounce(reverse, stanza, from, to, condition, text));
     if (!writable) {
       const reason = `${target.realm.name}:${from}>${to}`;
-      source.pauseReading(reason);
-      target.whenWritable(from, to, () => source.resumeReading(reason));
+      if (!source.pauseReading(reason)) return;
+      const timer = setTimeout(() => target.closeCongested(from, to, this.drainTimeoutMs), this.drainTimeoutMs);
+      target.whenWritable(from, to, () => {
+        clearTimeout(timer);
+        source.resumeReading(reason);
+      });
     }
   }
 

@@ -167,10 +167,15 @@ export abstract class S2SStream implements StreamParserHandler {
     for (const cb of waiters) cb();
   };
 
-  /** Stops reading from the peer on behalf of `reason` (a congested stream this one feeds). */
-  pauseReading(reason: unknown): void {
+  /**
+   * Stops reading from the peer on behalf of `reason` (a congested stream this one feeds);
+   * false when it was already paused for that reason.
+   */
+  pauseReading(reason: unknown): boolean {
+    if (this.readPauses.has(reason)) return false;
     if (this.readPauses.size === 0) this.socket.pause();
     this.readPauses.add(reason);
+    return true;
   }
 
   resumeReading(reason: unknown): void {

@@ -43,6 +43,8 @@ export interface PeerServer {
   logTail(lines?: number): Promise<string>;
   /** Stops the server (TERM, then KILL after a grace period) and removes its directory. Idempotent. */
   stop(): Promise<void>;
+  /** Stops the server with SIGTERM and starts it again on the same directory (accounts kept). Prosody only. */
+  restart?(): Promise<void>;
 }
 
 /** Options common to both servers. */
