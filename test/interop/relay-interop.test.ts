@@ -16,6 +16,7 @@
  * The partners resolve through a harness DNS server; the internal server resolves through the
  * gateway's own DNS view.
  */
+import { Resolver } from 'node:dns/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueCertificate } from '../../src/tls/cert-factory.js';
 import { Element } from '../../src/xml/ltx.js';
@@ -32,17 +33,9 @@ const B = { domain: 'b.test', ip: '127.0.0.52', s2sPort: 25269, c2sPort: 25222 }
 const INTERNAL_IP = '127.0.0.50';
 
 /** a.test: a PublicVerified partner; b.test: PublicUnverified (the trust-tier gate applies). */
-const PARTNERS = [
-  `- Identity: ${A.domain}`,
-  '  TlsNegotiation: Required',
-  '  SaslNegotiation: Optional',
-  '  PartnerType: PublicVerified',
-  `- Identity: ${B.domain}`,
-  '  TlsNegotiation: Required',
-  '  SaslNegotiation: Optional',
-  '  PartnerType: PublicUnverified',
-  '',
-].join('\n');
+const RECORD_A = `- Identity: ${A.domain}\n  TlsNegotiation: Required\n  SaslNegotiation: Optional\n  PartnerType: PublicVerified\n`;
+const RECORD_B = `- Identity: ${B.domain}\n  TlsNegotiation: Required\n  SaslNegotiation: Optional\n  PartnerType: PublicUnverified\n`;
+const PARTNERS = RECORD_A + RECORD_B;
 
 let certs: PeerCerts;
 let dns: TestDns;
@@ -174,6 +167,45 @@ for (const kind of ['prosody', 'ejabberd'] as const) {
         await erin.waitFor((e) => e.name === 'message' && bodyOf(e) === `welcome-${kind}`, 20_000, 'dave answers');
       });
     }, 90_000);
+
+    it('a partner removed during traffic stops in both directions while another continues', async () => {
+      const viewResolver = new Resolver();
+      viewResolver.setServers([`${INTERNAL_IP}:${gw.gateway.dnsView!.port}`]);
+      expect((await viewResolver.resolveSrv(`_xmpp-server._tcp.${A.domain}`))[0]?.port).toBe(gw.gateway.internalListener!.port);
+      const bobBare = bob.jid.split('/')[0]!;
+      const erinBare = erin.jid.split('/')[0]!;
+      const mark = gw.logs.length;
+      await withPeerLogs([internal, partnerA, partnerB], async () => {
+        // Traffic from both partners, then a.test disappears from the list mid-flow.
+        for (let i = 0; i < 100; i++) {
+          alice.send(message(bobBare, `flow-a-${kind}-${i}`));
+          dave.send(message(erinBare, `flow-b-${kind}-${i}`));
+          if (i === 50) await gw.writePartners(RECORD_B);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        await gw.waitForLog((l) => gw.logs.indexOf(l) >= mark && l.event === 'partners.reloaded', 5000);
+        // Every a.test stream is closed policy-violation, on the partner side and the internal side.
+        const closed = await gw.waitForLog((l) => gw.logs.indexOf(l) >= mark && l.event === 'stream.refused' && l.rule === 'AllowedPartner' && l.condition === 'policy-violation');
+        expect(closed.text).toMatch(/a\.test/);
+        const live = [...gw.gateway.streams].filter((st) => !st.closed).map((st) => st.info());
+        expect(live.filter((i) => i.partner === A.domain || (i.realm === 'internal' && (i.localDomain === A.domain || i.remoteDomain === A.domain)))).toEqual([]);
+        // The DNS view stops answering for it at once.
+        await expect(viewResolver.resolveSrv(`_xmpp-server._tcp.${A.domain}`)).rejects.toMatchObject({ code: 'ENOTFOUND' });
+        // b.test's traffic continues: everything dave sent arrives, and more after the removal.
+        const seen = new Set<string>();
+        while (seen.size < 100) {
+          const el = await erin.waitFor((e) => e.name === 'message' && bodyOf(e).startsWith(`flow-b-${kind}-`), 20_000, `flow-b ${seen.size}`);
+          seen.add(bodyOf(el));
+        }
+        expect((await exchange(dave, erin, 10, `after-${kind}`)).length).toBe(10);
+        // a.test's users can no longer reach the inside.
+        alice.send(message(bobBare, `after-removal-${kind}`, `after-removal-${kind}`));
+        const bounced = await alice.waitFor((e) => e.name === 'message' && e.attrs.type === 'error' && e.attrs.id === `after-removal-${kind}`, 30_000, 'a.test bounce after removal');
+        expect(bounced.attrs.type).toBe('error');
+      });
+      await gw.writePartners(PARTNERS);
+      await gw.waitForLog((l) => gw.logs.indexOf(l) >= mark && l.event === 'partners.reloaded' && l.partners === 2, 5000);
+    }, 120_000);
 
     it("a local user's message to a non-partner domain comes back as an error within seconds", async () => {
       const started = Date.now();
