@@ -24,6 +24,7 @@ import { LocalResponder } from './routing/local-responder.js';
 import { OutboundPool, type PoolLimits } from './routing/outbound-pool.js';
 import { internalRealm, partnerRealm, type Realm } from './routing/realm.js';
 import { Router } from './routing/router.js';
+import { DeliveryBarriers } from './routing/delivery-barriers.js';
 import { ConnectionLimits } from './stream/connection-limits.js';
 import { InboundStream } from './stream/inbound-stream.js';
 import { now, type S2SStream } from './stream/s2s-stream.js';
@@ -113,23 +114,33 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     maxQueuedBytes: config.queues.maxBytes,
     reconnectMinMs: config.queues.reconnectMinMs,
     reconnectMaxMs: config.queues.reconnectMaxMs,
+    confirmEveryStanzas: config.queues.confirmEveryStanzas,
+    confirmIntervalMs: config.queues.confirmIntervalMs,
+    confirmTimeoutMs: config.queues.confirmTimeoutMs,
+    maxUnconfirmed: config.queues.maxUnconfirmed,
   };
+  const barriers = new DeliveryBarriers();
+  const poolCounters = (realm: 'partners' | 'internal') => ({
+    unconfirmed: (n: number) => metrics.unconfirmed.inc([realm], n),
+    resent: (n: number) => metrics.resent.inc([realm], n),
+  });
   const unrouted = { deliver: () => {}, bounce: () => {} };
   const partners = partnerRealm({ localDomains: ctx.localDomains, partners: ctx.partners, defaultDomain: tls.defaultDomain, sink: unrouted });
-  const partnerPool = new OutboundPool(partners, ctx, resolver, poolLimits);
+  // Delivery barriers confirm relayed stanzas; the gateway's own answers (no internal server) need none.
+  const partnerPool = new OutboundPool(partners, ctx, resolver, config.internal ? barriers : null, poolLimits, poolCounters('partners'));
   let internal: Realm | null = null;
   let internalPool: OutboundPool | null = null;
   if (config.internal) {
     internal = internalRealm({ localDomains: ctx.localDomains, partners: ctx.partners, server: config.internal.server, requireTls: config.internal.requireTls, sink: unrouted });
-    internalPool = new OutboundPool(internal, ctx, resolver, poolLimits);
-    const router = new Router(partnerPool, internalPool, approvals, {
+    internalPool = new OutboundPool(internal, ctx, resolver, barriers, poolLimits, poolCounters('internal'));
+    const router = new Router(partnerPool, internalPool, approvals, barriers, {
       bounced: (realm, condition) => metrics.bounces.inc([realm, condition]),
       lost: (realm, condition) => metrics.lost.inc([realm, condition]),
     }, log, config.queues.drainTimeoutMs);
     partners.sink = router.fromPartner;
     internal.sink = router.fromInternal;
   } else {
-    partners.sink = new LocalResponder(() => partnerPool, log);
+    partners.sink = new LocalResponder(() => partnerPool, barriers, log);
   }
 
   const supervisor = new StreamSupervisor(streams, config, limits, events.refused);

@@ -418,6 +418,10 @@ export class GatewayMetrics {
   readonly bounces: Counter;
   /** gw_relay_lost_total{realm,condition}: bounces that could not reach their sender either (logged). */
   readonly lost: Counter;
+  /** gw_relay_resent_total{realm}: stanzas sent again on a new stream because the old one died before confirming them. */
+  readonly resent: Counter;
+  /** gw_relay_unconfirmed_total{realm}: stanzas whose delivery barrier was never answered (may be lost). */
+  readonly unconfirmed: Counter;
 
   constructor(opts: { streams?: StreamRegistryView } = {}) {
     this.view = opts.streams ?? null;
@@ -435,6 +439,8 @@ export class GatewayMetrics {
     this.streamsClosed = r.counter('gw_streams_closed_total', 'Streams closed, by partner, direction and stream error condition (none: clean close).', ['partner', 'direction', 'condition']);
     this.bounces = r.counter('gw_relay_bounces_total', 'Stanzas answered with a stanza error to their sender, by the sender\'s realm (partners, internal) and condition.', ['realm', 'condition']);
     this.lost = r.counter('gw_relay_lost_total', 'Bounces that could not be delivered to their sender either, by realm and condition.', ['realm', 'condition']);
+    this.resent = r.counter('gw_relay_resent_total', 'Stanzas sent again on a new stream because the stream they went out on died before confirming them, by realm.', ['realm']);
+    this.unconfirmed = r.counter('gw_relay_unconfirmed_total', 'Stanzas whose delivery was never confirmed by the peer (barrier timed out): they may be lost. By realm.', ['realm']);
     this.stanzaRefusals = r.counter('gw_stanza_refusals_total', 'Stanzas refused with a stanza error, by partner, rule and condition.', ['partner', 'rule', 'condition']);
   }
 

@@ -51,6 +51,14 @@ export interface QueueConfig {
   readonly reconnectMaxMs: number;
   /** A stream that stays congested this long while others wait on it is closed. */
   readonly drainTimeoutMs: number;
+  /** Delivery barriers (XEP-0199 pings, routing/delivery-barriers.ts): one after this many stanzas... */
+  readonly confirmEveryStanzas: number;
+  /** ...or this long after the first unconfirmed stanza. */
+  readonly confirmIntervalMs: number;
+  /** An unanswered barrier gives up after this long; its stanzas count as unconfirmed. */
+  readonly confirmTimeoutMs: number;
+  /** Unconfirmed stanzas per pair above which its senders are paused. */
+  readonly maxUnconfirmed: number;
 }
 
 export interface GatewayConfig {
@@ -112,7 +120,8 @@ export const DEFAULTS = {
   reloadDebounceMs: 200,
   maxUnauthenticatedConnectionsPerAddress: 32,
   maxDialbackVerifications: 100,
-  queues: { maxStanzas: 10_000, maxBytes: 8 * 1024 * 1024, reconnectMinMs: 1_000, reconnectMaxMs: 60_000, drainTimeoutMs: 30_000 },
+  queues: { maxStanzas: 10_000, maxBytes: 8 * 1024 * 1024, reconnectMinMs: 1_000, reconnectMaxMs: 60_000, drainTimeoutMs: 30_000,
+    confirmEveryStanzas: 100, confirmIntervalMs: 250, confirmTimeoutMs: 30_000, maxUnconfirmed: 5_000 },
   approvals: { file: 'state/approvals.json', maxEntries: 100_000 },
 } as const;
 
@@ -247,6 +256,10 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     reconnectMinMs: qint('reconnectMinMs', 10),
     reconnectMaxMs: qint('reconnectMaxMs', 10),
     drainTimeoutMs: qint('drainTimeoutMs', 100),
+    confirmEveryStanzas: qint('confirmEveryStanzas', 1),
+    confirmIntervalMs: qint('confirmIntervalMs', 10),
+    confirmTimeoutMs: qint('confirmTimeoutMs', 100),
+    maxUnconfirmed: qint('maxUnconfirmed', 1),
   };
 
   const config: GatewayConfig = {

@@ -11,6 +11,7 @@ import type { S2SStream } from '../stream/s2s-stream.js';
 import { Element } from '../xml/ltx.js';
 import { NS_DISCO_INFO, NS_PING } from '../xml/namespaces.js';
 import { isDomainJid } from './jid.js';
+import type { DeliveryBarriers } from './delivery-barriers.js';
 import type { OutboundPool } from './outbound-pool.js';
 import { errorReply, mayBounce, type StanzaErrorCondition } from './stanza-errors.js';
 
@@ -19,10 +20,13 @@ export const GATEWAY_FEATURES = [NS_DISCO_INFO, NS_PING] as const;
 export class LocalResponder implements InboundStanzaSink {
   constructor(
     private readonly pool: () => OutboundPool,
+    private readonly barriers: DeliveryBarriers,
     private readonly log: Logger,
   ) {}
 
   deliver(stanza: Element, _raw: string | undefined, fromDomain: string, toDomain: string, stream: S2SStream): void {
+    // Answers to our own delivery barriers (delivery-barriers.ts) end here.
+    if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
     const reply = this.answer(stanza);
     if (!reply) return;
     this.pool().send(toDomain, fromDomain, reply.toString(), (condition, text) => {

@@ -16,6 +16,7 @@ import type { GatewayContext } from '../gateway-context.js';
 import { connectToDomain } from '../net/connector.js';
 import type { Resolver } from '../net/resolver.js';
 import { OutboundFailure, OutboundStream } from '../stream/outbound-stream.js';
+import { barrierPing, type BarrierOwner, type DeliveryBarriers } from './delivery-barriers.js';
 import type { Realm } from './realm.js';
 
 export type UndeliverableCondition = 'remote-server-not-found' | 'remote-server-timeout' | 'resource-constraint' | 'policy-violation';
@@ -35,6 +36,14 @@ export interface PoolLimits {
   /** First backoff after a failed attempt; doubles per failure. */
   readonly reconnectMinMs: number;
   readonly reconnectMaxMs: number;
+  /** A delivery barrier (delivery-barriers.ts) after this many stanzas on a stream... */
+  readonly confirmEveryStanzas: number;
+  /** ...or this long after the first unconfirmed one. */
+  readonly confirmIntervalMs: number;
+  /** An unanswered barrier gives up after this long (its stanzas count as unconfirmed). */
+  readonly confirmTimeoutMs: number;
+  /** Unconfirmed stanzas per pair above which the pair counts as congested (backpressure). */
+  readonly maxUnconfirmed: number;
 }
 
 export const DEFAULT_POOL_LIMITS: PoolLimits = {
@@ -42,15 +51,32 @@ export const DEFAULT_POOL_LIMITS: PoolLimits = {
   maxQueuedBytes: 8 * 1024 * 1024,
   reconnectMinMs: 1_000,
   reconnectMaxMs: 60_000,
+  confirmEveryStanzas: 100,
+  confirmIntervalMs: 250,
+  confirmTimeoutMs: 30_000,
+  maxUnconfirmed: 5_000,
 };
 
-class Link {
+class Link implements BarrierOwner {
   stream: OutboundStream | undefined;
   /** A connection attempt is under way: stanzas only queue (one stream per pair, not per stanza). */
   opening = false;
   queue: Pending[] = [];
   queuedBytes = 0;
-  constructor(readonly localDomain: string, readonly remoteDomain: string) {}
+  /** Sent on the current stream after the last answered barrier, oldest first. */
+  unconfirmed: Pending[] = [];
+  /** Stanzas sent on the current stream, and how many of them a barrier answer confirmed. */
+  sent = 0;
+  confirmed = 0;
+  /** Barriers in flight: each confirms the stanzas sent before it (`upTo`). */
+  barriers: { id: string; upTo: number; sentAt: number }[] = [];
+  barrierTimer: NodeJS.Timeout | undefined;
+  /** Callers waiting for the unconfirmed backlog to shrink. */
+  writableWaiters: (() => void)[] = [];
+  constructor(readonly localDomain: string, readonly remoteDomain: string, private readonly onAnswer: (link: Link, id: string) => void) {}
+  barrierAnswered(id: string): void {
+    this.onAnswer(this, id);
+  }
 }
 
 /** Per peer domain: consecutive failures and until when the peer counts as down. */
@@ -69,7 +95,10 @@ export class OutboundPool {
     readonly realm: Realm,
     private readonly ctx: GatewayContext,
     private readonly resolver: Resolver,
+    /** Delivery confirmation by ping barriers; null turns it off (tests of the bare pool). */
+    private readonly barriers: DeliveryBarriers | null,
     private readonly limits: PoolLimits = DEFAULT_POOL_LIMITS,
+    private readonly counters: { unconfirmed(n: number): void; resent(n: number): void } = { unconfirmed() {}, resent() {} },
     private readonly clock: () => number = Date.now,
   ) {}
 
@@ -85,7 +114,7 @@ export class OutboundPool {
     let link = this.links.get(localDomain)?.get(remoteDomain);
     // Straight onto an established stream, unless earlier stanzas still wait to be flushed (order).
     if (link?.stream?.authenticated && !link.stream.closed && link.queue.length === 0) {
-      return link.stream.sendStanza(text);
+      return this.transmit(link, link.stream, { text, undeliverable });
     }
     const peer = this.realm.peerFor(remoteDomain);
     if (!peer) {
@@ -98,7 +127,7 @@ export class OutboundPool {
       return true;
     }
     if (!link) {
-      link = new Link(localDomain, remoteDomain);
+      link = new Link(localDomain, remoteDomain, this.onBarrierAnswer);
       let byRemote = this.links.get(localDomain);
       if (!byRemote) this.links.set(localDomain, (byRemote = new Map()));
       byRemote.set(remoteDomain, link);
@@ -119,15 +148,18 @@ export class OutboundPool {
 
   /** Runs `cb` once the stream to `remoteDomain` has drained (at once if there is none or it is not congested). */
   whenWritable(localDomain: string, remoteDomain: string, cb: () => void): void {
-    const stream = this.links.get(localDomain)?.get(remoteDomain)?.stream;
-    if (!stream || stream.closed) cb();
+    const link = this.links.get(localDomain)?.get(remoteDomain);
+    const stream = link?.stream;
+    if (!link || !stream || stream.closed) return cb();
+    if (link.unconfirmed.length >= this.limits.maxUnconfirmed) link.writableWaiters.push(() => this.whenWritable(localDomain, remoteDomain, cb));
     else stream.whenDrained(cb);
   }
 
   /** Closes the stream to `remoteDomain` if it is still congested (a peer that stopped reading). */
   closeCongested(localDomain: string, remoteDomain: string, waitedMs: number): void {
-    const stream = this.links.get(localDomain)?.get(remoteDomain)?.stream;
-    if (!stream || stream.closed || !stream.congested) return;
+    const link = this.links.get(localDomain)?.get(remoteDomain);
+    const stream = link?.stream;
+    if (!link || !stream || stream.closed || !(stream.congested || link.unconfirmed.length >= this.limits.maxUnconfirmed)) return;
     const text = `${remoteDomain} did not read its stream for ${waitedMs} ms (queues.drainTimeoutMs)`;
     this.ctx.events.refused(stream, stream.partner.Identity, 'drainTimeoutMs', 'resource-constraint', text);
     stream.close(new StreamError('resource-constraint', text));
@@ -163,6 +195,8 @@ export class OutboundPool {
     if (!peer) return this.failAll(link, new OutboundFailure('remote-server-not-found', this.realm.notAPeer(remoteDomain).text));
     const total = this.ctx.limits.openConnection();
     if (!total.ok) return this.failAll(link, new OutboundFailure('resource-constraint', total.text));
+    // A stream that closed but whose socket is not gone yet: what it left unconfirmed goes first.
+    if (link.stream?.closed) this.requeueUnconfirmed(link);
     let stream: OutboundStream;
     try {
       const { socket, target } = await connectToDomain(this.resolver, remoteDomain, peer.ProxyFqdn);
@@ -176,8 +210,15 @@ export class OutboundPool {
     link.stream = stream;
     stream.onRelease(() => {
       this.ctx.limits.closeConnection();
-      if (link.stream === stream) link.stream = undefined;
+      if (link.stream === stream) {
+        link.stream = undefined;
+        this.requeueUnconfirmed(link);
+      }
       if (link.queue.length === 0 && !link.stream && !link.opening) this.forget(link);
+      else if (link.queue.length > 0 && !link.opening && !this.shutDown) {
+        link.opening = true;
+        void this.open(link).finally(() => (link.opening = false));
+      }
     });
     try {
       await stream.ready;
@@ -195,7 +236,88 @@ export class OutboundPool {
     const queued = link.queue;
     link.queue = [];
     link.queuedBytes = 0;
-    for (const p of queued) stream.sendStanza(p.text);
+    for (const p of queued) this.transmit(link, stream, p);
+  }
+
+  /** Writes one stanza on the link's stream and keeps it until a barrier confirms it. */
+  private transmit(link: Link, stream: OutboundStream, p: Pending): boolean {
+    const writable = stream.sendStanza(p.text);
+    if (!this.barriers) return writable;
+    link.unconfirmed.push(p);
+    link.sent++;
+    if (link.sent - (link.barriers.at(-1)?.upTo ?? link.confirmed) >= this.limits.confirmEveryStanzas) this.sendBarrier(link, stream);
+    else link.barrierTimer ??= setTimeout(() => this.barrierTick(link), this.limits.confirmIntervalMs).unref();
+    return writable && link.unconfirmed.length < this.limits.maxUnconfirmed;
+  }
+
+  private sendBarrier(link: Link, stream: OutboundStream): void {
+    const id = this.barriers!.next(link);
+    link.barriers.push({ id, upTo: link.sent, sentAt: this.clock() });
+    stream.send(barrierPing(link.localDomain, link.remoteDomain, id));
+    link.barrierTimer ??= setTimeout(() => this.barrierTick(link), this.limits.confirmIntervalMs).unref();
+  }
+
+  /** Periodic: a barrier for stragglers, and giving up on barriers nobody answers. */
+  private barrierTick(link: Link): void {
+    link.barrierTimer = undefined;
+    const stream = link.stream;
+    if (!stream || stream.closed) return;
+    const oldest = link.barriers[0];
+    if (oldest && this.clock() - oldest.sentAt > this.limits.confirmTimeoutMs) {
+      // The peer does not answer (it cannot reach us back?): release what the barrier covered.
+      this.barriers!.forget(oldest.id);
+      const n = this.confirm(link, 0);
+      this.counters.unconfirmed(n);
+      this.ctx.log.warn('relay.unconfirmed', { realm: this.realm.name, remote: link.remoteDomain, stanzas: n, waitedMs: this.limits.confirmTimeoutMs });
+    }
+    const covered = link.barriers.at(-1)?.upTo ?? link.confirmed;
+    if (link.sent > covered) this.sendBarrier(link, stream);
+    else if (link.barriers.length > 0) link.barrierTimer = setTimeout(() => this.barrierTick(link), this.limits.confirmIntervalMs).unref();
+  }
+
+  private readonly onBarrierAnswer = (link: Link, id: string): void => {
+    const index = link.barriers.findIndex((b) => b.id === id);
+    if (index >= 0) this.confirm(link, index);
+  };
+
+  /** Barrier `index` (and every earlier one) was answered: its stanzas are confirmed. */
+  private confirm(link: Link, index: number): number {
+    const barrier = link.barriers[index]!;
+    for (const earlier of link.barriers.slice(0, index)) this.barriers!.forget(earlier.id);
+    link.barriers.splice(0, index + 1);
+    const n = barrier.upTo - link.confirmed;
+    link.unconfirmed.splice(0, n);
+    link.confirmed = barrier.upTo;
+    if (link.unconfirmed.length < this.limits.maxUnconfirmed && link.writableWaiters.length > 0) {
+      const waiters = link.writableWaiters;
+      link.writableWaiters = [];
+      for (const cb of waiters) cb();
+    }
+    return n;
+  }
+
+  /**
+   * The link's stream is gone: what it carried without confirmation goes back to the front of
+   * the queue, in order, to be sent again on the next stream (or bounced if there is none).
+   */
+  private requeueUnconfirmed(link: Link): void {
+    if (link.unconfirmed.length === 0 && link.barriers.length === 0 && link.sent === 0) return;
+    clearTimeout(link.barrierTimer);
+    link.barrierTimer = undefined;
+    for (const b of link.barriers) this.barriers?.forget(b.id);
+    link.barriers = [];
+    link.sent = link.confirmed = 0;
+    const unconfirmed = link.unconfirmed;
+    link.unconfirmed = [];
+    if (unconfirmed.length > 0) {
+      this.counters.resent(unconfirmed.length);
+      this.ctx.log.info('relay.resend', { realm: this.realm.name, remote: link.remoteDomain, stanzas: unconfirmed.length });
+      link.queue = unconfirmed.concat(link.queue);
+      for (const p of unconfirmed) link.queuedBytes += p.text.length;
+    }
+    const waiters = link.writableWaiters;
+    link.writableWaiters = [];
+    for (const cb of waiters) cb();
   }
 
   /** Exponential backoff with full jitter (AWS architecture blog's "full jitter"), per peer domain. */

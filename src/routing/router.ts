@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import type { S2SStream } from '../stream/s2s-stream.js';
 import type { Element } from '../xml/ltx.js';
 import { opensGate } from './decide.js';
+import type { DeliveryBarriers } from './delivery-barriers.js';
 import { bareJid } from './jid.js';
 import type { OutboundPool, UndeliverableCondition } from './outbound-pool.js';
 import { errorReply, mayBounce, type StanzaErrorCondition } from './stanza-errors.js';
@@ -48,17 +49,22 @@ export class Router {
     private readonly partners: OutboundPool,
     private readonly internal: OutboundPool,
     private readonly approvals: ApprovalRecorder,
+    private readonly barriers: DeliveryBarriers,
     private readonly counters: RelayCounters,
     private readonly log: Logger,
     /** A congested stream that does not drain within this closes, so its sources read again. */
     private readonly drainTimeoutMs: number,
   ) {
     this.fromPartner = {
-      deliver: (stanza, raw, from, to, stream) => this.forward(this.internal, this.partners, stanza, raw, from, to, stream),
+      deliver: (stanza, raw, from, to, stream) => {
+        if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
+        this.forward(this.internal, this.partners, stanza, raw, from, to, stream);
+      },
       bounce: (stanza, from, to, condition, text) => this.bounce(this.partners, stanza, from, to, condition, text),
     };
     this.fromInternal = {
       deliver: (stanza, raw, from, to, stream) => {
+        if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
         if (opensGate(stanza)) this.approvals.record(bareJid(stanza.attrs.from!), bareJid(stanza.attrs.to!));
         this.forward(this.partners, this.internal, stanza, raw, from, to, stream);
       },
