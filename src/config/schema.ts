@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { normalizeDomain } from '../policy/domain.js';
+import { yamlErrorLine } from './yaml-error.js';
 
 export interface LocalDomainConfig {
   readonly domain: string;
@@ -89,7 +90,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const syntax = doc.errors[0];
-  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, lines.linePos(syntax.pos[0]).line);
+  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, yamlErrorLine(text, lines, syntax));
   const root = doc.contents;
   const v = new Validator(file, lines, dirname(resolve(file)));
   if (!isMap(root)) throw new ConfigError('the file must be a YAML mapping of settings', file, v.lineOf(root));

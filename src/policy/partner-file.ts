@@ -11,6 +11,7 @@
  * Every problem is reported as `file:line: Field: message`.
  */
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, YAMLSeq } from 'yaml';
+import { yamlErrorLine } from '../config/yaml-error.js';
 import { ConfigError } from '../errors.js';
 import { PROPERTY_NAMES, type PartnerRecord, type PropertyName } from './types.js';
 import { checkCombination, FieldError, findDuplicateDomain, recordFromObject } from './validate.js';
@@ -172,7 +173,7 @@ export class PartnerDocument {
     this.lines = lines;
     const syntax = doc.errors[0];
     if (syntax) {
-      throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, this.file, lines.linePos(syntax.pos[0]).line);
+      throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, this.file, yamlErrorLine(text, lines, syntax));
     }
     this.recordsList = this.readRecords();
   }

@@ -398,6 +398,28 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     expect(r3.stderr.trim()).toMatch(/partners\.yaml:3: AdditionalDomains: domain a\.example already belongs to partner a\.example/);
   });
 
+  it('a YAML syntax error names the line to fix, not the line after it', async () => {
+    const cases: [string, number][] = [
+      ['- Identity: a.example\n  Description: [unclosed\n', 2],
+      ['- Identity: a.example\n  Description: [unclosed\n- Identity: b.example\n', 2],
+      ['- Identity: a.example\n  AdditionalDomains: {x: 1\n  Foo: 2\n', 2],
+      ["- Identity: 'a.example\n\n", 1],
+      ['- Identity: a.example\n Bad: x\n', 2],
+      ['- Identity: a.example\n  Identity: b.example\n', 2],
+    ];
+    t = await tempConfig();
+    for (const [text, line] of cases) {
+      await t.writePartners(text);
+      const r = await t.cli(['partner', 'get']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr.trim(), JSON.stringify(text)).toMatch(new RegExp(`partners\\.yaml:${line}: invalid YAML`));
+    }
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(t.config, 'localDomains: [unclosed\n\nlisten: []\n');
+    const r = await t.cli(['partner', 'get']);
+    expect(r.stderr.trim()).toMatch(/gateway\.yaml:1: invalid YAML/);
+  });
+
   it('a bad gateway.yaml is reported with file, line and field', async () => {
     t = await tempConfig(THREE, 'connectionLimit: lots\n');
     const r = await t.cli(['partner', 'get']);
