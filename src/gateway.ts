@@ -65,7 +65,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
 
-  const store = new PartnerStore(config.partners);
+  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
   const reloader = new PartnerReloader(store, config.localStore, config.reloadDebounceMs);
   await reloader.start();
 

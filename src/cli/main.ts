@@ -86,7 +86,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const config = await loadGatewayConfig(configPath, warn);
-  const store = new PartnerStore(config.partners);
+  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
   const ctx: ExecutionContext = {
     store,
     localStorePath: config.localStore,

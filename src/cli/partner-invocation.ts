@@ -4,9 +4,8 @@
  * parameter set and typed here, once, so both forms accept and refuse the same things.
  */
 import { UsageError } from '../errors.js';
-import { normalizeDomain } from '../policy/domain.js';
 import type { ListModifier, PartnerChanges, PartnerRecord } from '../policy/types.js';
-import { domainList, FieldError, propertyValue } from '../policy/validate.js';
+import { domainList, domainValue, FieldError, propertyValue } from '../policy/validate.js';
 
 export type Verb = 'get' | 'new' | 'set' | 'remove';
 
@@ -167,12 +166,7 @@ function textArg(param: string, value: ArgValue): string {
 }
 
 function domainArg(param: string, value: ArgValue): string {
-  const text = textArg(param, value);
-  try {
-    return normalizeDomain(text);
-  } catch (err) {
-    throw new UsageError(`-${param}: ${(err as Error).message}`, param);
-  }
+  return domainValue(param, textArg(param, value));
 }
 
 function recordsArg(value: ArgValue): PartnerRecord[] {

@@ -14,7 +14,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, stringify, type Doc
 import { yamlErrorLine } from '../config/yaml-error.js';
 import { ConfigError } from '../errors.js';
 import { PROPERTY_NAMES, type PartnerRecord, type PropertyName } from './types.js';
-import { checkCombination, FieldError, findDuplicateDomain, recordFromObject } from './validate.js';
+import { checkCombination, checkNotLocal, FieldError, findDuplicateDomain, recordFromObject } from './validate.js';
 
 const TO_STRING_OPTIONS = { lineWidth: 0, flowCollectionPadding: false } as const;
 
@@ -23,13 +23,16 @@ export class PartnerDocument {
   private lines!: LineCounter;
   private recordsList: PartnerRecord[] = [];
 
-  private constructor(readonly file: string, private text: string) {
+  private constructor(readonly file: string, private text: string, private readonly localDomains: ReadonlySet<string>) {
     this.setText(text);
   }
 
-  /** Parses and validates; throws ConfigError naming file, line and field. Empty text ⇒ no partners. */
-  static parse(text: string, file: string): PartnerDocument {
-    const partners = new PartnerDocument(file, text);
+  /**
+   * Parses and validates; throws ConfigError naming file, line and field. Empty text ⇒ no partners.
+   * `localDomains` (the gateway's own) may not appear in any record.
+   */
+  static parse(text: string, file: string, localDomains: ReadonlySet<string> = new Set()): PartnerDocument {
+    const partners = new PartnerDocument(file, text, localDomains);
     partners.validateList();
     return partners;
   }
@@ -98,6 +101,8 @@ export class PartnerDocument {
     this.recordsList.forEach((record, index) => {
       const { errors } = checkCombination(record);
       if (errors[0]) throw this.errorAt(index, 'TlsNegotiation', `${record.Identity}: invalid combination: ${errors[0]}`);
+      const local = checkNotLocal(record, this.localDomains);
+      if (local) throw this.errorAt(index, local.field, local.message);
     });
     const dup = findDuplicateDomain(this.recordsList);
     if (dup) {

@@ -10,7 +10,7 @@ import type { PartnerDocument } from './partner-file.js';
 import type { PartnerList } from './partner-list.js';
 import type { PartnerStore } from './partner-store.js';
 import type { PartnerChanges, PartnerRecord } from './types.js';
-import { applyChanges, checkCombination, newRecord } from './validate.js';
+import { applyChanges, checkCombination, checkNotLocal, newRecord } from './validate.js';
 
 const NEGOTIATION_PROPERTIES = ['TlsNegotiation', 'SaslNegotiation', 'SupportDialbackNegotiation'] as const;
 
@@ -43,11 +43,12 @@ export async function createPartner(
 ): Promise<EditResult> {
   const record = applyChanges(newRecord(identity), changes);
   const warnings = checkRecord(record);
+  checkLocal(store, record);
   if (opts.inMemory) return { records: [record], warnings };
   return store.edit(
     (doc) => {
       if (doc.indexOf(identity) >= 0) throw new UsageError(`a partner with Identity '${identity}' already exists`, 'Identity');
-      checkDomainsFree(doc, record);
+      checkDomainsFree(store, doc, record);
       doc.add(record);
       return { records: [record], warnings };
     },
@@ -86,7 +87,7 @@ export async function updatePartners(
         // changed), not on every unrelated edit of a record that already carried the warning.
         const stored = doc.records[index];
         if (!stored || NEGOTIATION_PROPERTIES.some((p) => stored[p] !== record[p])) warnings.push(...recordWarnings);
-        checkDomainsFree(doc, record);
+        checkDomainsFree(store, doc, record);
         if (index < 0) doc.add(record);
         else doc.replace(index, record);
         records.push(record);
@@ -126,7 +127,8 @@ function checkRecord(record: PartnerRecord): string[] {
   return warnings.map((w) => `${record.Identity}: ${w}`);
 }
 
-function checkDomainsFree(doc: PartnerDocument, record: PartnerRecord): void {
+function checkDomainsFree(store: PartnerStore, doc: PartnerDocument, record: PartnerRecord): void {
+  checkLocal(store, record);
   for (const other of doc.records) {
     if (other.Identity === record.Identity) continue;
     for (const domain of [record.Identity, ...record.AdditionalDomains]) {
@@ -136,6 +138,11 @@ function checkDomainsFree(doc: PartnerDocument, record: PartnerRecord): void {
       }
     }
   }
+}
+
+function checkLocal(store: PartnerStore, record: PartnerRecord): void {
+  const local = checkNotLocal(record, store.localDomains);
+  if (local) throw new UsageError(`${local.field}: ${local.message}`, local.field);
 }
 
 function missingPartner(list: { records: readonly PartnerRecord[] }, identity: string): UsageError {

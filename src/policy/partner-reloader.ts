@@ -10,7 +10,6 @@ import { access, mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { writeFileAtomic } from './atomic-write.js';
-import { PartnerDocument } from './partner-file.js';
 import { PartnerList } from './partner-list.js';
 import { PartnerStore } from './partner-store.js';
 import { toJsonRecord } from './record-json.js';
@@ -112,7 +111,7 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   }
 
   private parse(text: string): PartnerList {
-    return new PartnerList(PartnerDocument.parse(text, this.store.file).records);
+    return new PartnerList(this.store.parse(text).records);
   }
 
   private fail(err: Error): void {

@@ -11,6 +11,7 @@ import {
   SASL_NEGOTIATION,
   TLS_NEGOTIATION,
   UINT32_MAX,
+  partnerDomains,
   type ListModifier,
   type PartnerChanges,
   type PartnerRecord,
@@ -60,7 +61,7 @@ function uint32OrNull(field: string, value: unknown): number | null {
     if (n <= UINT32_MAX) return n;
     throw new FieldError(field, `${show(value)} is larger than ${UINT32_MAX} (UInt32)`);
   }
-  throw new FieldError(field, `${show(value)} is not a whole number from 0 to ${UINT32_MAX}`);
+  throw new FieldError(field, `${show(value)} is not a whole number from 1 to ${UINT32_MAX}`);
 }
 
 function stringOrNull(field: string, value: unknown): string | null {
@@ -70,13 +71,31 @@ function stringOrNull(field: string, value: unknown): string | null {
   throw new FieldError(field, `${show(value)} is not text`);
 }
 
+/** A partner's domain (Identity, AdditionalDomains): normalised, and a name other servers can reach. */
 export function domainValue(field: string, value: unknown): string {
   if (typeof value !== 'string') throw new FieldError(field, `${show(value)} is not a domain name`);
+  let domain: string;
   try {
-    return normalizeDomain(value);
+    domain = normalizeDomain(value);
   } catch (err) {
     throw new FieldError(field, (err as Error).message);
   }
+  // A single label (localhost, intranet) is no public DNS name a partner's server can be found by.
+  if (!domain.includes('.')) {
+    throw new FieldError(field, `'${value}' is a single-label name; a partner domain needs at least two labels (e.g. partner.example)`);
+  }
+  return domain;
+}
+
+/** The gateway's own localDomains can never be a partner's: streams from them would claim to be us. */
+export function checkNotLocal(record: PartnerRecord, localDomains: ReadonlySet<string>): FieldError | undefined {
+  for (const domain of partnerDomains(record)) {
+    if (localDomains.has(domain)) {
+      const field = domain === record.Identity ? 'Identity' : 'AdditionalDomains';
+      return new FieldError(field, `${domain} is one of this gateway's own localDomains (gateway.yaml), so it cannot be a partner's domain`);
+    }
+  }
+  return undefined;
 }
 
 export function domainList(field: string, value: unknown): string[] {
@@ -107,8 +126,13 @@ function proxyValue(field: string, value: unknown): string | null {
 /** Types one property value (everything but Identity/AdditionalDomains lists of modifiers). */
 export function propertyValue(name: Exclude<PropertyName, 'Identity' | 'AdditionalDomains'>, value: unknown) {
   switch (name) {
-    case 'ConnectionLimit':
-      return uint32OrNull(name, value);
+    case 'ConnectionLimit': {
+      const limit = uint32OrNull(name, value);
+      if (limit === 0) {
+        throw new FieldError(name, "0 would refuse every stream of this partner; give 1 or more, or unset it ('' / $null) for the gateway's partnerConnectionLimit (to cut a partner off, remove it)");
+      }
+      return limit;
+    }
     case 'Description':
       return stringOrNull(name, value);
     case 'EnableKeepAlive':

@@ -357,6 +357,14 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     ['misspelled switch', ['partner', 'new', '--identity', 'q.example', '--forse'], /partner new has no option --forse/],
     ['misspelled switch on get', ['partner', 'get', '--bogus'], /partner get has no option --bogus/],
     ['serve with a stray argument', ['serve', '--port', '1'], /serve takes no arguments besides --config/],
+    ['single-label Identity', ['partner', 'new', '--identity', 'localhost', '--force'], /Identity: 'localhost' is a single-label name/],
+    ['single-label Identity in a cmdlet line', ['cmdlet', 'New-CsXmppAllowedPartner -Identity intranet -InMemory'], /Identity: 'intranet' is a single-label name/],
+    ['single-label additional domain', ['cmdlet', 'Set-CsXmppAllowedPartner -Identity contoso.com -AdditionalDomains @{Add="intranet"}'], /AdditionalDomains: 'intranet' is a single-label name/],
+    ['Identity that is a local domain', ['partner', 'new', '--identity', 'GW.example', '--force'], /^error: Identity: gw\.example is one of this gateway's own localDomains/],
+    ['local domain in New -InMemory', ['cmdlet', 'New-CsXmppAllowedPartner -Identity gw.example -InMemory'], /Identity: gw\.example is one of this gateway's own localDomains/],
+    ['additional domain that is a local domain', ['partner', 'set', '--identity', 'contoso.com', '--add-domain', 'gw.example'], /AdditionalDomains: gw\.example is one of this gateway's own localDomains/],
+    ['ConnectionLimit 0', ['partner', 'set', '--identity', 'contoso.com', '--connection-limit', '0'], /ConnectionLimit: 0 would refuse every stream/],
+    ['ConnectionLimit 0 in a cmdlet line', ['cmdlet', 'New-CsXmppAllowedPartner -Identity z.example -ConnectionLimit 0'], /ConnectionLimit: 0 would refuse every stream/],
   ];
   for (const [name, args, message] of cases) {
     it(name, async () => {
@@ -396,6 +404,21 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     await t.writePartners('- Identity: a.example\n- Identity: b.example\n  AdditionalDomains: [A.example]\n');
     const r3 = await t.cli(['partner', 'get']);
     expect(r3.stderr.trim()).toMatch(/partners\.yaml:3: AdditionalDomains: domain a\.example already belongs to partner a\.example/);
+  });
+
+  it('a partner file naming a local domain, a single-label domain or ConnectionLimit 0 is refused at its line', async () => {
+    t = await tempConfig('- Identity: a.example\n- Identity: b.example\n  AdditionalDomains: [gw.example]\n');
+    const r = await t.cli(['partner', 'get']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/partners\.yaml:3: AdditionalDomains: gw\.example is one of this gateway's own localDomains/);
+    await t.writePartners('- Identity: a.example\n- Identity: intranet\n');
+    expect((await t.cli(['partner', 'get'])).stderr.trim()).toMatch(/partners\.yaml:2: Identity: 'intranet' is a single-label name/);
+    await t.writePartners('- Identity: a.example\n  ConnectionLimit: 0\n');
+    expect((await t.cli(['partner', 'get'])).stderr.trim()).toMatch(/partners\.yaml:2: ConnectionLimit: 0 would refuse/);
+    await t.writePartners('- Identity: a.example\n');
+    const piped = await t.cli(['partner', 'set', '--instance', '-'], { stdin: '[{"Identity": "a.example", "AdditionalDomains": ["gw.example"]}]' });
+    expect(piped.stderr.trim()).toBe("error: AdditionalDomains: gw.example is one of this gateway's own localDomains (gateway.yaml), so it cannot be a partner's domain");
+    expect(await t.readPartners()).toBe('- Identity: a.example\n');
   });
 
   it('a YAML syntax error names the line to fix, not the line after it', async () => {
