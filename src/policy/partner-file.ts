@@ -14,7 +14,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, stringify, type Doc
 import { yamlErrorLine } from '../config/yaml-error.js';
 import { ConfigError } from '../errors.js';
 import { PROPERTY_NAMES, type PartnerRecord, type PropertyName } from './types.js';
-import { checkCombination, checkNotLocal, FieldError, findDuplicateDomain, recordFromObject } from './validate.js';
+import { checkCombination, checkNotLocal, FieldError, findDuplicateDomain, recordFromObject, sameValue } from './validate.js';
 
 const TO_STRING_OPTIONS = { lineWidth: 0, flowCollectionPadding: false } as const;
 
@@ -270,9 +270,4 @@ function lineStart(text: string, offset: number): number {
 function lineEnd(text: string, offset: number): number {
   const nl = text.indexOf('\n', Math.max(offset, 0));
   return nl < 0 ? text.length : nl + 1;
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i]);
-  return a === b;
 }

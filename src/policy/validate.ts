@@ -195,15 +195,26 @@ export function applyChanges(record: PartnerRecord, changes: PartnerChanges): Pa
   return { ...next, AdditionalDomains: domains };
 }
 
+/** A combination that leaves a setting without any effect, and the properties that make it up. */
+export interface CombinationWarning {
+  readonly text: string;
+  readonly properties: readonly PropertyName[];
+}
+
 /**
- * The negotiation combination matrix (design.md section 3, after Lync's Control Panel).
+ * The negotiation combination matrix (docs/design.md section 3, after Lync's Control Panel).
  * Authentication paths: SASL EXTERNAL needs TLS; SaslNegotiation Required makes EXTERNAL the only
- * way in (so dialback never runs); dialback needs SupportDialbackNegotiation. A record with no path
- * is invalid; a record that leaves a setting unused gets a warning.
+ * way in; dialback needs SupportDialbackNegotiation. A record with no path is invalid. A record
+ * in which a setting can never take effect gets a warning.
+ *
+ * SaslNegotiation Required with SupportDialbackNegotiation true (the seeds' default record) is
+ * not such a case: dialback does not authenticate the partner's streams, but the gateway answers
+ * the partner's dialback verification requests (db:verify) about our own domains, and dialback
+ * becomes the partner's fallback as soon as SaslNegotiation is relaxed to Optional.
  */
-export function checkCombination(r: PartnerRecord): { errors: string[]; warnings: string[] } {
+export function checkCombination(r: PartnerRecord): { errors: string[]; warnings: CombinationWarning[] } {
   const errors: string[] = [];
-  const warnings: string[] = [];
+  const warnings: CombinationWarning[] = [];
   const saslPossible = r.TlsNegotiation !== 'NotSupported' && r.SaslNegotiation !== 'NotSupported';
   const dialbackPossible = r.SupportDialbackNegotiation && r.SaslNegotiation !== 'Required';
   if (!saslPossible && !dialbackPossible) {
@@ -218,16 +229,25 @@ export function checkCombination(r: PartnerRecord): { errors: string[]; warnings
     }
     return { errors, warnings };
   }
-  if (r.SaslNegotiation === 'Required' && r.SupportDialbackNegotiation) {
-    warnings.push('SaslNegotiation Required with SupportDialbackNegotiation true: dialback never runs, SASL EXTERNAL is the only way in');
-  }
   if (r.TlsNegotiation === 'Optional' && !dialbackPossible) {
-    warnings.push('TlsNegotiation Optional: without TLS this partner can never authenticate (it needs SASL EXTERNAL), so plain TCP is useless');
+    warnings.push({
+      text: 'TlsNegotiation Optional: without TLS this partner can never authenticate (it needs SASL EXTERNAL), so plain TCP is useless',
+      properties: ['TlsNegotiation', 'SaslNegotiation', 'SupportDialbackNegotiation'],
+    });
   }
   if (r.TlsNegotiation === 'NotSupported' && r.SaslNegotiation === 'Optional') {
-    warnings.push('TlsNegotiation NotSupported with SaslNegotiation Optional: SASL EXTERNAL needs TLS, so SaslNegotiation is unused');
+    warnings.push({
+      text: 'TlsNegotiation NotSupported with SaslNegotiation Optional: SASL EXTERNAL needs TLS, so SaslNegotiation is unused',
+      properties: ['TlsNegotiation', 'SaslNegotiation'],
+    });
   }
   return { errors, warnings };
+}
+
+/** Property values compared as stored: lists item by item, scalars by identity. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i]);
+  return a === b;
 }
 
 /** Every domain may belong to one partner only, as Identity or additional domain. */
