@@ -49,7 +49,7 @@ const PROPERTIES = [
 ] as const;
 
 /** Parameter sets from the seed pages (plus -Force/-Confirm/-WhatIf on Remove, as Set has). */
-const PARAMETERS: Record<Verb, readonly string[]> = {
+export const PARAMETERS: Record<Verb, readonly string[]> = {
   get: ['Identity', 'Filter', 'LocalStore', 'BypassDualWrite'],
   new: ['Identity', 'Domain', ...PROPERTIES, 'Confirm', 'Force', 'InMemory', 'WhatIf', 'BypassDualWrite'],
   set: ['Identity', 'Instance', ...PROPERTIES, 'Confirm', 'Force', 'WhatIf', 'BypassDualWrite'],
