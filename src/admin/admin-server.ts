@@ -5,6 +5,7 @@
  *   GET  /status   application/json  {"streams": [StreamInfo, ...], "partners": partnersInfo()}
  *   GET  /metrics  text/plain; version=0.0.4
  *   POST /reload   application/json  {"ok": true, ...} (200) | {"ok": false, "error": "..."} (422)
+ *   POST /stop     application/json  {"ok": true} (202), then the gateway shuts down (`xmpp-gateway stop`)
  *
  * SECURITY: this listener has NO authentication and NO TLS. Anyone who can connect to it can
  * read every live stream (partner, addresses, counters) and trigger reloads. It is meant to be
@@ -41,6 +42,8 @@ export interface AdminServerOptions {
   /** Shown under "partners" in /status, e.g. {count, lastReloadError, appliedAt}. */
   partnersInfo: () => object;
   reload: () => Promise<ReloadResult>;
+  /** Shuts the gateway down after the answer is sent; absent when the process is not `serve` (501). */
+  stop?: () => void;
   /** Largest request body accepted (no route takes a body; this only bounds what is drained). Default 16 KiB. */
   maxBodyBytes?: number;
 }
@@ -87,6 +90,18 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         }
         if (result.ok) sendJson(res, 200, { ...result, ok: true });
         else sendJson(res, 422, { ...result, ok: false, error: result.error ?? 'reload failed' });
+      },
+    },
+    '/stop': {
+      method: 'POST',
+      handle: (res) => {
+        const stop = opts.stop;
+        if (!stop) {
+          sendJson(res, 501, { ok: false, error: 'this gateway was not started by `xmpp-gateway serve` and cannot be stopped from here' });
+          return;
+        }
+        res.once('finish', stop);
+        sendJson(res, 202, { ok: true });
       },
     },
   };

@@ -15,8 +15,14 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 const COLUMNS = ['PARTNER', 'DIRECTION', 'LOCAL', 'REMOTE', 'TLS', 'AUTH', 'AGE', 'IN', 'OUT'] as const;
 const RIGHT_ALIGNED = new Set<string>(['AGE', 'IN', 'OUT']);
 
-/** Prints the running gateway's live streams; returns the exit status. */
-export async function status(configPath: string, json: boolean): Promise<number> {
+/** Where the running gateway's admin listener is, from gateway.yaml. */
+export interface AdminTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+}
+
+export async function adminTarget(configPath: string): Promise<AdminTarget> {
   const config = await loadGatewayConfig(configPath, (msg) => process.stderr.write(`WARNING: ${msg}\n`));
   if (config.admin === null) {
     throw new GatewayError('GW_ERR_USAGE', `${config.file} configures no admin listener (admin: {listen: {host: 127.0.0.1, port: 8269}}), so the running gateway cannot be asked`);
@@ -27,9 +33,14 @@ export async function status(configPath: string, json: boolean): Promise<number>
   }
   // A wildcard listener is reachable on loopback.
   const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  const url = `http://${formatHostPort(target, port)}`;
+  return { host: target, port, url: `http://${formatHostPort(target, port)}` };
+}
 
-  const text = await getStatus(target, port, url);
+/** Prints the running gateway's live streams; returns the exit status. */
+export async function status(configPath: string, json: boolean): Promise<number> {
+  const admin = await adminTarget(configPath);
+  const url = admin.url;
+  const text = await adminRequest(admin, 'GET', '/status', [200]).then((r) => r.text);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -47,21 +58,26 @@ export async function status(configPath: string, json: boolean): Promise<number>
   return 0;
 }
 
-function getStatus(host: string, port: number, url: string): Promise<string> {
+/**
+ * One request to the admin listener. Answers with a status in `expected` resolve; others reject
+ * with the listener's error text; a refused connection means the gateway is not running.
+ */
+export function adminRequest(admin: AdminTarget, method: 'GET' | 'POST', path: string, expected: readonly number[]): Promise<{ status: number; text: string }> {
+  const { host, port, url } = admin;
   return new Promise((resolve, reject) => {
-    const req = request({ host, port, path: '/status', method: 'GET', agent: false, headers: { accept: 'application/json' } }, (res) => {
+    const req = request({ host, port, path, method, agent: false, headers: { accept: 'application/json' } }, (res) => {
       const chunks: Buffer[] = [];
       let total = 0;
       res.on('data', (chunk: Buffer) => {
         total += chunk.length;
         if (total > MAX_RESPONSE_BYTES) {
-          req.destroy(new GatewayError('GW_ERR_ADMIN', `${url}/status answered with more than ${MAX_RESPONSE_BYTES} bytes`));
+          req.destroy(new GatewayError('GW_ERR_ADMIN', `${url}${path} answered with more than ${MAX_RESPONSE_BYTES} bytes`));
         } else chunks.push(chunk);
       });
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode === 200) return resolve(text);
+        if (expected.includes(res.statusCode ?? 0)) return resolve({ status: res.statusCode!, text });
         let detail = text.split('\n')[0] ?? '';
         try {
           const err = (JSON.parse(text) as { error?: unknown }).error;
@@ -69,7 +85,7 @@ function getStatus(host: string, port: number, url: string): Promise<string> {
         } catch {
           // not JSON: keep the first line of the text
         }
-        reject(new GatewayError('GW_ERR_ADMIN', `${url}/status answered HTTP ${res.statusCode}${detail ? `: ${detail.slice(0, 200)}` : ''}`));
+        reject(new GatewayError('GW_ERR_ADMIN', `${url}${path} answered HTTP ${res.statusCode}${detail ? `: ${detail.slice(0, 200)}` : ''}`));
       });
     });
     req.setTimeout(TIMEOUT_MS, () => {
@@ -112,9 +128,10 @@ export function formatStatusTable(streams: readonly unknown[], partners: unknown
 
 function partnersLine(partners: unknown): string {
   if (partners === null || typeof partners !== 'object') return '';
-  const p = partners as { count?: unknown; lastReloadError?: unknown };
+  const p = partners as { count?: unknown; lastReloadError?: unknown; warning?: unknown };
   const parts: string[] = [];
-  if (typeof p.count === 'number') parts.push(`${p.count} allowed partner${p.count === 1 ? '' : 's'}`);
+  if (typeof p.warning === 'string' && p.warning !== '') parts.push(`WARNING: ${p.warning}`);
+  else if (typeof p.count === 'number') parts.push(`${p.count} allowed partner${p.count === 1 ? '' : 's'}`);
   if (typeof p.lastReloadError === 'string' && p.lastReloadError !== '') {
     parts.push(`last reload failed, the previous list stays in force: ${p.lastReloadError.split('\n')[0]}`);
   }

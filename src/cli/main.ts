@@ -3,6 +3,7 @@
  *
  *   xmpp-gateway [--config FILE] [--json] serve
  *   xmpp-gateway [--config FILE] [--json] status
+ *   xmpp-gateway [--config FILE] reload|stop
  *   xmpp-gateway [--config FILE] [--json] partner get|new|set|remove [--options]
  *   xmpp-gateway [--config FILE] [--json] cmdlet '<one PowerShell command line>'
  *   xmpp-gateway [--config FILE] [--json] Get-CsXmppAllowedPartner -Filter "*.org"
@@ -24,6 +25,8 @@ import { executePartner } from './partner-executor.js';
 import { parsePartnerOptions } from './partner-options.js';
 import { parseRecords } from './record-input.js';
 
+
+const ADMIN_COMMANDS = new Set(['serve', 'status', 'reload', 'stop']);
 
 interface GlobalOptions {
   configPath: string;
@@ -62,7 +65,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     out(isCmdletName(command) ? cmdletHelp({ name: command, examplesOnly: false, parameter: undefined }) : (commandHelp(command, args) ?? GLOBAL_USAGE));
     return 0;
   }
-  if ((command === 'serve' || command === 'status') && args.length > 0) {
+  if (ADMIN_COMMANDS.has(command) && args.length > 0) {
     throw new GatewayError('GW_ERR_USAGE', `${command} takes no arguments besides --config${command === 'status' ? ' and --json' : ''} (got '${args[0]}')`);
   }
   if (command === 'serve') {
@@ -72,6 +75,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'status') {
     const { status } = await import('../admin/status-command.js');
     return status(configPath, json);
+  }
+  if (command === 'reload' || command === 'stop') {
+    const control = await import('../admin/control-commands.js');
+    return command === 'reload' ? control.reload(configPath) : control.stop(configPath);
   }
 
   // Get-Help and `<cmdlet> -?` answer without reading any configuration.

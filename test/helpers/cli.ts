@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -61,4 +62,14 @@ export async function tempConfig(partnersYaml?: string, extraConfig = ''): Promi
     writePartners: (text) => writeFile(partners, text),
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/** A loopback port that was free a moment ago (for configs that need a fixed admin port). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(p));
+    });
+  });
 }

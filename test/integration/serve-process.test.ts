@@ -6,9 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, runCli } from '../helpers/cli.js';
+import { BIN, freePort, runCli } from '../helpers/cli.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
 
 let dir: string;
@@ -38,15 +37,6 @@ async function firstGate(from: string): Promise<'features' | string> {
   peer.destroy();
   if (el.name === 'stream:features') return 'features';
   return el.getChildElements()[0]?.name ?? el.name;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(p));
-    });
-  });
 }
 
 beforeAll(async () => {
