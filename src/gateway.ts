@@ -119,7 +119,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
   reloader.on('failed', (err) => {
     metrics.reloads.inc(['error']);
-    // The previous list stays in force (design.md section 6); the message names file, line, field.
+    // The previous list stays in force (docs/design.md section 6); the message names file, line, field.
     log.error('partners.reload-failed', { error: err.message });
   });
 

@@ -1,5 +1,5 @@
 /**
- * The admin HTTP listener (design.md sections 6 to 8): live streams, Prometheus metrics and a
+ * The admin HTTP listener (docs/design.md sections 6 to 8): live streams, Prometheus metrics and a
  * reload trigger.
  *
  *   GET  /status   application/json  {"streams": [StreamInfo, ...], "partners": partnersInfo()}

@@ -1,5 +1,5 @@
 /**
- * `xmpp-gateway [--config FILE] [--json] status` (design.md section 7): asks the running
+ * `xmpp-gateway [--config FILE] [--json] status` (docs/design.md section 7): asks the running
  * gateway's admin listener (gateway.yaml `admin.listen`) for `GET /status` and prints its live
  * streams, as a table for people or as the JSON received for scripts.
  */

@@ -48,7 +48,7 @@ const PROPERTIES = [
   'ProxyFqdn', 'SaslNegotiation', 'SupportDialbackNegotiation', 'TlsNegotiation',
 ] as const;
 
-/** Parameter sets from the seed pages (plus -Force/-Confirm/-WhatIf on Remove, as Set has). */
+/** Parameter sets from the cmdlet documentation (plus -Force/-Confirm/-WhatIf on Remove, as Set has). */
 export const PARAMETERS: Record<Verb, readonly string[]> = {
   get: ['Identity', 'Filter', 'LocalStore', 'BypassDualWrite'],
   new: ['Identity', 'Domain', ...PROPERTIES, 'Confirm', 'Force', 'InMemory', 'WhatIf', 'BypassDualWrite'],

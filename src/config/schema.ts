@@ -1,5 +1,5 @@
 /**
- * gateway.yaml: the gateway-wide settings (design.md section 2). The type, the defaults and the
+ * gateway.yaml: the gateway-wide settings (docs/design.md section 2). The type, the defaults and the
  * validation live together here; a config is validated once, paths are resolved against the
  * file's directory, and the result is frozen (fastify's validate-then-freeze).
  *
@@ -61,7 +61,7 @@ export interface GatewayConfig {
   readonly maxDialbackVerifications: number;
 }
 
-/** Defaults: Lync's documented values where it has one (design.md section 2). */
+/** Defaults: Lync's documented values where it has one (docs/design.md section 2). */
 export const DEFAULTS = {
   partners: 'partners.yaml',
   localStore: 'state/partners.local.json',

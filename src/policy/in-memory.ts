@@ -1,5 +1,5 @@
 /**
- * Records made by `New-CsXmppAllowedPartner -InMemory` (seeds: "creates an object reference
+ * Records made by `New-CsXmppAllowedPartner -InMemory` (the cmdlet documentation: "creates an object reference
  * without committing it ... commit those changes by calling the matching Set- cmdlet"). Such a
  * record is the only thing Set may create a partner from; Set never creates from a record that
  * came from Get or from a file. The mark travels with the record through `$p.Prop = ...` edits

@@ -16,7 +16,7 @@ import { applyChanges, checkCombination, checkNotLocal, newRecord, sameValue } f
 export interface EditResult {
   /** The records as they are (or, with WhatIf, would be) after the operation. */
   readonly records: PartnerRecord[];
-  /** Non-fatal combination warnings (design.md section 3), printed unless -Force. */
+  /** Non-fatal combination warnings (docs/design.md section 3), printed unless -Force. */
   readonly warnings: string[];
 }
 
@@ -65,7 +65,7 @@ export interface SetTarget {
 /**
  * Set-CsXmppAllowedPartner on one or more partners in one locked transaction. Set changes existing
  * partners only, whichever way it is called; the one exception is committing a record made by
- * `New -InMemory` (the seeds' way to build a partner before saving it), which creates it.
+ * `New -InMemory` (the cmdlets' way to build a partner before saving it), which creates it.
  */
 export async function updatePartners(
   store: PartnerStore,

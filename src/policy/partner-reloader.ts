@@ -1,5 +1,5 @@
 /**
- * Keeps the gateway's partner snapshot in step with partners.yaml (design.md section 6): the
+ * Keeps the gateway's partner snapshot in step with partners.yaml (docs/design.md section 6): the
  * directory is watched (the CLI replaces the file by rename, so watching the file's inode would
  * miss it), changes are debounced, SIGHUP and the admin endpoint force a reload. A file that
  * fails validation is not applied: the previous snapshot stays in force and the error (file,

@@ -207,7 +207,7 @@ export interface CombinationWarning {
  * way in; dialback needs SupportDialbackNegotiation. A record with no path is invalid. A record
  * in which a setting can never take effect gets a warning.
  *
- * SaslNegotiation Required with SupportDialbackNegotiation true (the seeds' default record) is
+ * SaslNegotiation Required with SupportDialbackNegotiation true (the cmdlet's default record) is
  * not such a case: dialback does not authenticate the partner's streams, but the gateway answers
  * the partner's dialback verification requests (db:verify) about our own domains, and dialback
  * becomes the partner's fallback as soon as SaslNegotiation is relaxed to Optional.

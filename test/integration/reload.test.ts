@@ -1,5 +1,5 @@
 /**
- * Reloading partners.yaml under live streams (design.md section 6), with the real gateway
+ * Reloading partners.yaml under live streams (docs/design.md section 6), with the real gateway
  * watching its file: a valid file is swapped in and every live stream re-checked (a removed
  * partner's streams are closed `policy-violation`, streams that no longer satisfy a tightened
  * TLS/SASL/dialback rule are closed, a lowered ConnectionLimit closes the newest streams above
