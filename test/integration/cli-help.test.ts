@@ -4,11 +4,10 @@
  * answer Get-Help and -? as PowerShell does. None of it needs a gateway.yaml.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, runCli, tempConfig, type CliResult } from '../helpers/cli.js';
+import { runCli, runShell, tempConfig } from '../helpers/cli.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let empty: string; // a directory without any config: help must not need one
@@ -27,20 +26,6 @@ async function help(args: string[]): Promise<string> {
   expect(r.stderr, `${args.join(' ')}: ${r.stderr}`).toBe('');
   expect(r.code).toBe(0);
   return r.stdout;
-}
-
-/** `xmpp-gateway ...` run by sh with the built bin/ on PATH (pipes in examples work as typed). */
-function shell(command: string, cwd: string): Promise<CliResult> {
-  return new Promise((done, reject) => {
-    const child = spawn('sh', ['-c', command], { cwd, env: { ...process.env, PATH: `${dirname(BIN)}:${process.env.PATH}` } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-    child.stdin.end();
-  });
 }
 
 function examplesOf(page: string): string[] {
@@ -86,7 +71,7 @@ describe('partner <verb> --help lists its options with defaults, and its two exa
         await mkdir(join(t.dir, 'config'));
         await writeFile(join(t.dir, 'config', 'gateway.yaml'), (await readFile(t.config, 'utf8')).replace('partners: partners.yaml', 'partners: ../partners.yaml'));
         for (const example of examples) {
-          const r = await shell(example, t.dir);
+          const r = await runShell(example, { cwd: t.dir });
           expect([r.code, r.stderr], example).toEqual([0, '']);
         }
       } finally {

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BIN, freePort, runCli } from '../helpers/cli.js';
+import { BIN, freePort, runCli, waitForText } from '../helpers/cli.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -54,17 +54,7 @@ async function serve(partnersYaml: string | null, launcher: 'bin' | 'npm' = 'bin
       : spawn(process.execPath, [BIN, 'serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const waitFor = (pattern: RegExp, from = 0, timeoutMs = 5000) =>
-    new Promise<RegExpMatchArray>((done, reject) => {
-      const started = Date.now();
-      const check = () => {
-        const m = stderr.slice(from).match(pattern);
-        if (m) return done(m);
-        if (Date.now() - started > timeoutMs) return reject(new Error(`no ${pattern} on stderr within ${timeoutMs} ms:\n${stderr.slice(from)}`));
-        setTimeout(check, 25);
-      };
-      check();
-    });
+  const waitFor = (pattern: RegExp, from = 0, timeoutMs = 5000) => waitForText(() => stderr, pattern, from, timeoutMs);
   served = { dir, config, partners, child, port: 0, stderr: () => stderr, waitFor };
   served.port = Number((await waitFor(/"event":"gateway\.listening","host":"127\.0\.0\.1","port":(\d+)/, 0, 20_000))[1]);
   await waitFor(/"event":"admin\.listening"/);

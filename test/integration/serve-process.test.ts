@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, freePort, runCli } from '../helpers/cli.js';
+import { BIN, freePort, runCli, waitForText } from '../helpers/cli.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
 
 let dir: string;
@@ -17,16 +17,7 @@ let port = 0;
 let adminPort = 0;
 
 function waitForStderr(pattern: RegExp, from: number, timeoutMs = 5000): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const check = () => {
-      const m = stderr.slice(from).match(pattern);
-      if (m) return resolve(m);
-      if (Date.now() - started > timeoutMs) return reject(new Error(`no ${pattern} on stderr within ${timeoutMs} ms:\n${stderr.slice(from)}`));
-      setTimeout(check, 25);
-    };
-    check();
-  });
+  return waitForText(() => stderr, pattern, from, timeoutMs);
 }
 
 async function firstGate(from: string): Promise<'features' | string> {
