@@ -51,34 +51,44 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** `xmpp-gateway serve`: runs until SIGINT/SIGTERM; SIGHUP reloads the partner list. */
+/** `xmpp-gateway serve`: runs until SIGINT/SIGTERM or `xmpp-gateway stop`; SIGHUP reloads the partner list. */
 export async function serve(configPath: string): Promise<number> {
   const log = createLogger();
   const config = await loadGatewayConfig(configPath, (msg) => log.warn('config.warning', { message: msg }));
-  const gateway = await startGateway(config, log);
+  let requestStop = (_by: string) => {};
+  const gateway = await startGateway(config, log, { onStopRequest: () => requestStop('POST /stop') });
   process.on('SIGHUP', () => {
     log.info('partners.reload-requested', { by: 'SIGHUP' });
     void gateway.reloader.reload(true);
   });
   return new Promise((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       log.info('gateway.stopping', { signal });
       void gateway.close().then(() => resolve(0));
     };
+    requestStop = stop;
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
 }
 
-export async function startGateway(config: GatewayConfig, log: Logger = createLogger()): Promise<Gateway> {
+/** The text shown in the log and in status while the partner list is empty. */
+export const NO_PARTNERS_WARNING = '0 partners: all federation refused';
+
+export async function startGateway(config: GatewayConfig, log: Logger = createLogger(), opts: { onStopRequest?: () => void } = {}): Promise<Gateway> {
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
 
   // Trust-tier approvals survive restarts; a corrupt file stops the start with one line.
   const approvals = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
-  const store = new PartnerStore(config.partners);
+  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
   const reloader = new PartnerReloader(store, config.localStore, config.reloadDebounceMs);
   await reloader.start();
+  log.info('partners.loaded', { partners: reloader.current.size, file: config.partners });
+  if (reloader.current.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING });
 
   const streams = new Set<S2SStream>();
   const liveStreams = { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) };
@@ -145,10 +155,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
   const supervisor = new StreamSupervisor(streams, config, limits, events.refused);
   metrics.partners.set(reloader.current.size);
-  reloader.on('reloaded', (list) => {
+  reloader.on('reloaded', (list, previous) => {
     metrics.reloads.inc(['ok']);
     metrics.partners.set(list.size);
     log.info('partners.reloaded', { partners: list.size });
+    if (list.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING, before: previous.size });
     supervisor.recheck(list);
     // design.md section 6: what waits for a removed partner is bounced, in both directions.
     const removed = 'the partner was removed from the allowed-partner list';
@@ -157,7 +168,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
   reloader.on('failed', (err) => {
     metrics.reloads.inc(['error']);
-    // The previous list stays in force (design.md section 6); the message names file, line, field.
+    // The previous list stays in force (docs/design.md section 6); the message names file, line, field.
     log.error('partners.reload-failed', { error: err.message });
   });
 
@@ -208,11 +219,17 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
         streams: liveStreams,
         metrics,
         approvals,
-        partnersInfo: () => ({ count: reloader.current.size, file: config.partners, lastReloadError: reloader.lastError?.message ?? null }),
+        partnersInfo: () => ({
+          count: reloader.current.size,
+          file: config.partners,
+          lastReloadError: reloader.lastError?.message ?? null,
+          warning: reloader.current.size === 0 ? NO_PARTNERS_WARNING : null,
+        }),
         reload: async () => {
           await reloader.reload(true);
-          return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true };
+          return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: config.partners };
         },
+        ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
       })
     : null;
   }

@@ -1,6 +1,6 @@
 /**
  * The command line's side of the admin listener: where the running gateway listens (gateway.yaml
- * `admin.listen`) and one JSON request to it. Used by `status` and `approvals`.
+ * `admin.listen`) and one JSON request to it. Used by `status`, `approvals`, `reload` and `stop`.
  */
 import { request } from 'node:http';
 import type { GatewayConfig } from '../config/schema.js';
@@ -47,7 +47,7 @@ export function adminTarget(config: GatewayConfig): AdminTarget {
  * (another status, with the answer's `error`; not JSON; no answer within 5 s).
  */
 export async function adminJson(target: AdminTarget, method: 'GET' | 'POST', path: string, body?: unknown): Promise<unknown> {
-  const text = await adminRequest(target, method, path, body === undefined ? undefined : JSON.stringify(body));
+  const { text } = await adminRequest(target, method, path, body === undefined ? undefined : JSON.stringify(body));
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -55,7 +55,11 @@ export async function adminJson(target: AdminTarget, method: 'GET' | 'POST', pat
   }
 }
 
-function adminRequest(target: AdminTarget, method: string, path: string, body: string | undefined): Promise<string> {
+/**
+ * One request; resolves with the status and text of an answer whose status is in `expected`,
+ * rejects like adminJson otherwise. `reload` and `stop` use it for their 422/202 answers.
+ */
+export function adminRequest(target: AdminTarget, method: string, path: string, body: string | undefined, expected: readonly number[] = [200]): Promise<{ status: number; text: string }> {
   const where = `${target.url}${path}`;
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { accept: 'application/json' };
@@ -72,7 +76,7 @@ function adminRequest(target: AdminTarget, method: string, path: string, body: s
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode === 200) return resolve(text);
+        if (expected.includes(res.statusCode ?? 0)) return resolve({ status: res.statusCode!, text });
         let detail = text.split('\n')[0] ?? '';
         try {
           const err = (JSON.parse(text) as { error?: unknown }).error;

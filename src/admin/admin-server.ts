@@ -1,5 +1,5 @@
 /**
- * The admin HTTP listener (design.md sections 6 to 8): live streams, Prometheus metrics and a
+ * The admin HTTP listener (docs/design.md sections 6 to 8): live streams, Prometheus metrics and a
  * reload trigger.
  *
  *   GET  /status   application/json  {"streams": [StreamInfo, ...], "partners": partnersInfo()}
@@ -9,6 +9,7 @@
  *   POST /approvals/revoke   body {"local": JID, "remote"?: JID} ⇒ {"revoked": N} once saved;
  *                            400 {"error": "..."} naming the field at fault
  *   (the /approvals paths exist only when the server is given an approvals store; else 404)
+ *   POST /stop     application/json  {"ok": true} (202), then the gateway shuts down (`xmpp-gateway stop`)
  *
  * SECURITY: this listener has NO authentication and NO TLS. Anyone who can connect to it can
  * read every live stream (partner, addresses, counters), trigger reloads, and read and revoke
@@ -50,6 +51,8 @@ export interface AdminServerOptions {
   reload: () => Promise<ReloadResult>;
   /** PublicUnverified approvals, served under /approvals; absent: those paths answer 404. */
   approvals?: ApprovalStore;
+  /** Shuts the gateway down after the answer is sent; absent when the process is not `serve` (501). */
+  stop?: () => void;
   /** Largest request body accepted, in bytes (POST /approvals/revoke reads it; others drain it). Default 16 KiB. */
   maxBodyBytes?: number;
 }
@@ -96,6 +99,18 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         }
         if (result.ok) sendJson(res, 200, { ...result, ok: true });
         else sendJson(res, 422, { ...result, ok: false, error: result.error ?? 'reload failed' });
+      },
+    },
+    '/stop': {
+      method: 'POST',
+      handle: (res) => {
+        const stop = opts.stop;
+        if (!stop) {
+          sendJson(res, 501, { ok: false, error: 'this gateway was not started by `xmpp-gateway serve` and cannot be stopped from here' });
+          return;
+        }
+        res.once('finish', stop);
+        sendJson(res, 202, { ok: true });
       },
     },
   };

@@ -5,7 +5,7 @@
  * References: Prometheus "Exposition formats" (text format 0.0.4); Prometheus naming
  * conventions (base units, `_total` for counters, `_seconds` for durations).
  *
- * The hot path (design.md section 5: every stanza, synchronous, O(1)) binds its labels once,
+ * The hot path (docs/design.md section 5: every stanza, synchronous, O(1)) binds its labels once,
  * when a stream is authenticated, and then only increments a field:
  *
  *   const stanzasIn = metrics.stanzas.labels(partner, 'inbound');   // once per stream
@@ -389,7 +389,7 @@ export const NEGOTIATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05,
 export const NO_PARTNER = '';
 
 /**
- * The gateway's metrics (design.md section 8), labelled by partner Identity (primary domain).
+ * The gateway's metrics (docs/design.md section 8), labelled by partner Identity (primary domain).
  * Label order is the positional order for `labels(...)` and `inc([...])`.
  */
 export class GatewayMetrics {
@@ -412,7 +412,7 @@ export class GatewayMetrics {
   readonly partners: Gauge;
   /** gw_streams_closed_total{partner,direction,condition}: closed streams; condition is the stream error, or 'none' for a clean close. */
   readonly streamsClosed: Counter;
-  /** gw_stanza_refusals_total{partner,rule,condition}: hot-path denials answered with a stanza error (design.md section 5). */
+  /** gw_stanza_refusals_total{partner,rule,condition}: hot-path denials answered with a stanza error (docs/design.md section 5). */
   readonly stanzaRefusals: Counter;
   /** gw_relay_bounces_total{realm,condition}: stanzas answered with an error to their sender, by the sender's realm. */
   readonly bounces: Counter;

@@ -1,5 +1,5 @@
 /**
- * gateway.yaml: the gateway-wide settings (design.md section 2). The type, the defaults and the
+ * gateway.yaml: the gateway-wide settings (docs/design.md section 2). The type, the defaults and the
  * validation live together here; a config is validated once, paths are resolved against the
  * file's directory, and the result is frozen (fastify's validate-then-freeze).
  *
@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { normalizeDomain } from '../policy/domain.js';
+import { yamlErrorLine } from './yaml-error.js';
 
 export interface LocalDomainConfig {
   readonly domain: string;
@@ -105,7 +106,7 @@ export interface GatewayConfig {
   };
 }
 
-/** Defaults: Lync's documented values where it has one (design.md section 2). */
+/** Defaults: Lync's documented values where it has one (docs/design.md section 2). */
 export const DEFAULTS = {
   partners: 'partners.yaml',
   localStore: 'state/partners.local.json',
@@ -138,7 +139,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const syntax = doc.errors[0];
-  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, lines.linePos(syntax.pos[0]).line);
+  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, yamlErrorLine(text, lines, syntax));
   const root = doc.contents;
   const v = new Validator(file, lines, dirname(resolve(file)));
   if (!isMap(root)) throw new ConfigError('the file must be a YAML mapping of settings', file, v.lineOf(root));

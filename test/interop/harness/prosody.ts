@@ -22,7 +22,7 @@ const LUNBOUND = '/usr/lib/x86_64-linux-gnu/lua/5.4/lunbound.so';
 
 const lua = (s: string): string => JSON.stringify(s);
 
-/** peers.md mode table, Prosody column. */
+/** docs/peers.md mode table, Prosody column. */
 function modeSettings(mode: PeerMode, o: ProsodyOptions): { modeConfig: string; disabled: string[]; cafile: string } {
   switch (mode) {
     case 'external':
