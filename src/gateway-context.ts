@@ -65,7 +65,7 @@ export interface GatewayContext {
   readonly events: StreamEvents;
   readonly log: Logger;
   readonly verifier: DialbackVerification;
-  /** Trust-tier approvals (design.md section 5 step 4), read on the hot path. */
+  /** Trust-tier approvals (docs/design.md section 5 step 4), read on the hot path. */
   readonly approvals: ApprovalCheck;
   /** Domains whose servers advertised dialback `<errors/>` (XEP-0220 section 2.4.2) to us. */
   readonly dialbackErrorsSupported: Set<string>;

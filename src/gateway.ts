@@ -117,7 +117,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     dialbackErrorsSupported: new Set(),
   };
 
-  // The two realms and their outbound pools (design.md section 1). Without an internal server the
+  // The two realms and their outbound pools (docs/design.md section 1). Without an internal server the
   // partner realm's stanzas go to the local responder; with one, the router relays both ways.
   const poolLimits: PoolLimits = {
     maxQueuedStanzas: config.queues.maxStanzas,
@@ -161,7 +161,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     log.info('partners.reloaded', { partners: list.size });
     if (list.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING, before: previous.size });
     supervisor.recheck(list);
-    // design.md section 6: what waits for a removed partner is bounced, in both directions.
+    // docs/design.md section 6: what waits for a removed partner is bounced, in both directions.
     const removed = 'the partner was removed from the allowed-partner list';
     partnerPool.drop((_ours, peer) => !list.partnerFor(peer), 'remote-server-not-found', removed);
     internalPool?.drop((ours) => !list.partnerFor(ours), 'remote-server-not-found', removed);

@@ -1,5 +1,5 @@
 /**
- * `xmpp-gateway [--config FILE] [--json] status` (design.md section 7): asks the running
+ * `xmpp-gateway [--config FILE] [--json] status` (docs/design.md section 7): asks the running
  * gateway's admin listener (gateway.yaml `admin.listen`) for `GET /status` and prints its live
  * streams, as a table for people or as the JSON received for scripts.
  */
@@ -47,9 +47,10 @@ export function formatStatusTable(streams: readonly unknown[], partners: unknown
 
 function partnersLine(partners: unknown): string {
   if (partners === null || typeof partners !== 'object') return '';
-  const p = partners as { count?: unknown; lastReloadError?: unknown };
+  const p = partners as { count?: unknown; lastReloadError?: unknown; warning?: unknown };
   const parts: string[] = [];
-  if (typeof p.count === 'number') parts.push(`${p.count} allowed partner${p.count === 1 ? '' : 's'}`);
+  if (typeof p.warning === 'string' && p.warning !== '') parts.push(`WARNING: ${p.warning}`);
+  else if (typeof p.count === 'number') parts.push(`${p.count} allowed partner${p.count === 1 ? '' : 's'}`);
   if (typeof p.lastReloadError === 'string' && p.lastReloadError !== '') {
     parts.push(`last reload failed, the previous list stays in force: ${p.lastReloadError.split('\n')[0]}`);
   }

@@ -22,7 +22,9 @@ commands:
   status                              list the running gateway's live streams
   reload                              make the running gateway re-read partners.yaml
   stop                                stop the running gateway
-  approvals list|revoke               PublicUnverified approvals: which local user reached out to whom
+  approvals list                      PublicUnverified approvals: which local user reached out to whom
+  approvals revoke --local JID [--remote JID]
+                                      forget one approval, or all of a local user's
   partner get|new|set|remove          read and edit the allowed-partner list
   cmdlet '<PowerShell line>'          the *-CsXmppAllowedPartner cmdlets as one PowerShell line
   Get-CsXmppAllowedPartner ...        the cmdlets by name: Get-, New-, Set-, Remove-CsXmppAllowedPartner

@@ -27,7 +27,7 @@ export interface ListenConfig {
 }
 
 /**
- * The link to the organisation's own XMPP server (design.md section 1; issue 7 pins the keys).
+ * The link to the organisation's own XMPP server (docs/design.md section 1; issue 7 pins the keys).
  * Absent: the gateway answers pings and disco#info itself and bounces everything else.
  */
 export interface InternalConfig {

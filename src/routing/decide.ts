@@ -1,5 +1,5 @@
 /**
- * The hot-path decision (design.md section 5, steps 1 to 4): for one stanza received on an
+ * The hot-path decision (docs/design.md section 5, steps 1 to 4): for one stanza received on an
  * authenticated stream, deliver it, bounce it to its sender with a stanza error, or close the
  * stream. Pure and synchronous: no I/O, no await, O(1) in the number of partners; every rule
  * that can refuse a stanza lives here and nowhere else.
@@ -78,7 +78,7 @@ export function decide(
   return DELIVER;
 }
 
-/** What a PublicUnverified partner's user may not send a local user out of the blue (design.md section 5.4). */
+/** What a PublicUnverified partner's user may not send a local user out of the blue (docs/design.md section 5.4). */
 function isUnsolicitedRequest(stanza: Element): boolean {
   const type = stanza.attrs.type;
   if (stanza.name === 'message') return type !== 'error';

@@ -1,6 +1,6 @@
 /**
  * Answers stanzas addressed to the gateway itself while no internal server is configured
- * (design.md section 1): XEP-0199 ping and XEP-0030 disco#info to a local domain get results;
+ * (docs/design.md section 1): XEP-0199 ping and XEP-0030 disco#info to a local domain get results;
  * every other stanza that may be bounced gets `service-unavailable` (RFC 6120 section 8.3.3.19).
  * Replies travel over an outbound stream to the sender's domain, negotiated per the partner's
  * record: an inbound s2s stream is one-way (RFC 6120 section 2.5).

@@ -1,5 +1,5 @@
 /**
- * Realms: the two sides of the gateway, served by the same stream code (design.md section 1).
+ * Realms: the two sides of the gateway, served by the same stream code (docs/design.md section 1).
  *
  *  - The **partner realm** faces the public network: peers are the allowed partners (each under
  *    its own record), we speak as our local domains and answer dialback for them.

@@ -1,11 +1,11 @@
 /**
- * The relay (design.md sections 1 and 5): stanzas that passed the hot-path decision move between
+ * The relay (docs/design.md sections 1 and 5): stanzas that passed the hot-path decision move between
  * the partner realm and the internal realm, each way over the other realm's outbound pool.
  *
  *  - partner → internal server: forwarded as received (the partner's bytes, when the parser could
  *    keep them) on a stream on which we speak as the partner's domain;
  *  - internal server → partner: a local user's message or subscription first opens the
- *    PublicUnverified gate for its addressee (design.md section 5 step 4), then it is forwarded on
+ *    PublicUnverified gate for its addressee (docs/design.md section 5 step 4), then it is forwarded on
  *    the partner's outbound stream.
  *
  * Nothing accepted is dropped silently: a stanza that cannot be delivered (peer unreachable,

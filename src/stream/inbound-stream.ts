@@ -248,7 +248,7 @@ export class InboundStream extends S2SStream {
       if (sasl) features.push(saslMechanismsFeature(['EXTERNAL']));
       if (dialbackAllowed(p, true).ok) features.push(dialbackFeature(true));
       if (!sasl && p.SaslNegotiation === 'Required') {
-        // design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
+        // docs/design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
         const problem = this.certificateProblem(this.remoteDomain!) ?? `SaslNegotiation is Required for partner ${p.Identity}`;
         return this.refuse(p.Identity, 'not-authorized', 'SaslNegotiation', `SaslNegotiation is Required for partner ${p.Identity} and its certificate cannot be used: ${problem}`);
       }
@@ -523,7 +523,7 @@ export class InboundStream extends S2SStream {
     this.send(dbVerifyAnswer(originating, receiving, id, verdict));
   }
 
-  // Stanzas: the hot path (design.md section 5) -------------------------------------------------
+  // Stanzas: the hot path (docs/design.md section 5) -------------------------------------------------
 
   private stanza(el: Element, raw: string | undefined): void {
     if (!this.authenticated) {

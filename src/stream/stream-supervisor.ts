@@ -4,11 +4,11 @@
  *  - streamEstablishmentTimeoutSeconds: header to authenticated, else `connection-timeout`;
  *  - EnableKeepAlive partners must show traffic (a whitespace ping counts) within
  *    keepAliveIntervalSeconds, else `connection-timeout`; we whitespace-ping our idle outbound
- *    streams to them at a third of that interval (design.md section 2);
+ *    streams to them at a third of that interval (docs/design.md section 2);
  *  - other partners' streams close after streamInactivityTimeoutSeconds without traffic;
  *  - after a partner-list reload, streams of removed partners, streams that no longer satisfy a
  *    tightened rule, and the newest streams above a lowered ConnectionLimit are closed
- *    (design.md section 6). Nothing else is disturbed.
+ *    (docs/design.md section 6). Nothing else is disturbed.
  */
 import { StreamError } from '../errors.js';
 import type { GatewayConfig } from '../config/schema.js';
@@ -74,7 +74,7 @@ export class StreamSupervisor {
     }
   }
 
-  /** design.md section 6: apply a reloaded partner list to the live streams. */
+  /** docs/design.md section 6: apply a reloaded partner list to the live streams. */
   recheck(list: PartnerList): void {
     for (const stream of this.streams) {
       if (stream.closed) continue;
