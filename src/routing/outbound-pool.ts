@@ -16,6 +16,7 @@ import type { GatewayContext } from '../gateway-context.js';
 import { connectToDomain } from '../net/connector.js';
 import type { Resolver } from '../net/resolver.js';
 import { OutboundFailure, OutboundStream } from '../stream/outbound-stream.js';
+import { SM_REQUEST } from '../negotiation/stream-management.js';
 import { barrierPing, type BarrierOwner, type DeliveryBarriers } from './delivery-barriers.js';
 import type { Realm } from './realm.js';
 
@@ -193,6 +194,8 @@ export class OutboundPool {
     const { localDomain, remoteDomain } = link;
     const peer = this.realm.peerFor(remoteDomain);
     if (!peer) return this.failAll(link, new OutboundFailure('remote-server-not-found', this.realm.notAPeer(remoteDomain).text));
+    // The domain we would speak as may have gone with a reload (a removed partner, internal realm).
+    if (!this.realm.speaksAs(localDomain)) return this.failAll(link, new OutboundFailure('remote-server-not-found', `${localDomain} is no longer served by this gateway`));
     const total = this.ctx.limits.openConnection();
     if (!total.ok) return this.failAll(link, new OutboundFailure('resource-constraint', total.text));
     // A stream that closed but whose socket is not gone yet: what it left unconfirmed goes first.
@@ -208,6 +211,10 @@ export class OutboundPool {
       return this.failAll(link, new OutboundFailure('remote-server-not-found', text));
     }
     link.stream = stream;
+    // XEP-0198 acks, when the peer enables them, confirm like answered barriers.
+    stream.onAcked = (n) => {
+      if (link.stream === stream) this.confirmUpTo(link, link.confirmed + n);
+    };
     stream.onRelease(() => {
       this.ctx.limits.closeConnection();
       if (link.stream === stream) {
@@ -251,9 +258,15 @@ export class OutboundPool {
   }
 
   private sendBarrier(link: Link, stream: OutboundStream): void {
-    const id = this.barriers!.next(link);
-    link.barriers.push({ id, upTo: link.sent, sentAt: this.clock() });
-    stream.send(barrierPing(link.localDomain, link.remoteDomain, id));
+    if (stream.acksEnabled) {
+      // XEP-0198 section 4: an ack request; the peer's <a h/> confirms (stream.onAcked).
+      link.barriers.push({ id: '', upTo: link.sent, sentAt: this.clock() });
+      stream.send(SM_REQUEST);
+    } else if (!stream.acksPending) {
+      const id = this.barriers!.next(link);
+      link.barriers.push({ id, upTo: link.sent, sentAt: this.clock() });
+      stream.send(barrierPing(link.localDomain, link.remoteDomain, id));
+    }
     link.barrierTimer ??= setTimeout(() => this.barrierTick(link), this.limits.confirmIntervalMs).unref();
   }
 
@@ -265,8 +278,7 @@ export class OutboundPool {
     const oldest = link.barriers[0];
     if (oldest && this.clock() - oldest.sentAt > this.limits.confirmTimeoutMs) {
       // The peer does not answer (it cannot reach us back?): release what the barrier covered.
-      this.barriers!.forget(oldest.id);
-      const n = this.confirm(link, 0);
+      const n = this.confirmUpTo(link, oldest.upTo);
       this.counters.unconfirmed(n);
       this.ctx.log.warn('relay.unconfirmed', { realm: this.realm.name, remote: link.remoteDomain, stanzas: n, waitedMs: this.limits.confirmTimeoutMs });
     }
@@ -276,18 +288,21 @@ export class OutboundPool {
   }
 
   private readonly onBarrierAnswer = (link: Link, id: string): void => {
-    const index = link.barriers.findIndex((b) => b.id === id);
-    if (index >= 0) this.confirm(link, index);
+    const barrier = link.barriers.find((b) => b.id === id);
+    if (barrier) this.confirmUpTo(link, barrier.upTo);
   };
 
-  /** Barrier `index` (and every earlier one) was answered: its stanzas are confirmed. */
-  private confirm(link: Link, index: number): number {
-    const barrier = link.barriers[index]!;
-    for (const earlier of link.barriers.slice(0, index)) this.barriers!.forget(earlier.id);
-    link.barriers.splice(0, index + 1);
-    const n = barrier.upTo - link.confirmed;
+  /** The first `upTo` stanzas sent on the link's stream are confirmed; returns how many newly. */
+  private confirmUpTo(link: Link, upTo: number): number {
+    let done = 0;
+    while (done < link.barriers.length && link.barriers[done]!.upTo <= upTo) {
+      if (link.barriers[done]!.id) this.barriers?.forget(link.barriers[done]!.id);
+      done++;
+    }
+    link.barriers.splice(0, done);
+    const n = Math.max(0, Math.min(upTo - link.confirmed, link.unconfirmed.length));
     link.unconfirmed.splice(0, n);
-    link.confirmed = barrier.upTo;
+    link.confirmed += n;
     if (link.unconfirmed.length < this.limits.maxUnconfirmed && link.writableWaiters.length > 0) {
       const waiters = link.writableWaiters;
       link.writableWaiters = [];

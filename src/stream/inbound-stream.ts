@@ -18,6 +18,7 @@ import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, type Di
 import { dialbackKey, keysEqual, newStreamId } from '../negotiation/dialback-key.js';
 import { dialbackAllowed, plaintextAllowed, saslAllowed, tlsAllowed, type Permission } from '../negotiation/partner-policy.js';
 import { decodeAuthzid, SASL_SUCCESS, saslFailure } from '../negotiation/sasl-external.js';
+import { NS_SM, SM_ENABLED, smAnswer, smFailed, smFeature } from '../negotiation/stream-management.js';
 import { normalizeDomain } from '../policy/domain.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { decide } from '../routing/decide.js';
@@ -46,6 +47,9 @@ export class InboundStream extends S2SStream {
   private isTls = false;
   private tlsSocket: TLSSocket | null = null;
   private saslDone = false;
+  /** XEP-0198 acks enabled by the peer; `handled` counts the stanzas we delivered or bounced since. */
+  private smEnabled = false;
+  private handled = 0;
   private authMethod: StreamAuth = 'none';
   /** Authenticated (remote domain ⇒ local domains it may address) pairs. */
   private readonly pairs = new Map<string, Set<string>>();
@@ -226,7 +230,8 @@ export class InboundStream extends S2SStream {
   private sendFeatures(): void {
     const p = this.partner;
     if (this.saslDone) {
-      this.send(streamFeatures([]));
+      // XEP-0198: acknowledgements are offered once the stream is authenticated (as Prosody does).
+      this.send(streamFeatures([smFeature()]));
       return;
     }
     const features: (Element | string)[] = [];
@@ -275,6 +280,7 @@ export class InboundStream extends S2SStream {
       this.ctx.log.info('stream.error-received', { stream: this.connectionId, partner: this.partner?.Identity ?? null, condition: el.getChildElements()[0]?.name });
       return this.close();
     }
+    if (ns === NS_SM) return this.streamManagement(name);
     if (ns === NS_TLS && name === 'starttls') return this.starttls();
     if (ns === NS_SASL && name === 'auth') return this.saslAuth(el);
     if (!this.authenticated) {
@@ -536,11 +542,31 @@ export class InboundStream extends S2SStream {
     this.stanzasIn++;
     this.meters?.stanzas.inc();
     this.lastStanzaAt = this.lastReceivedAt;
+    if (this.smEnabled) this.handled = (this.handled + 1) >>> 0;
     if (decision.kind === 'deliver') this.realm.sink.deliver(el, raw, fromDomain, toDomain, this);
     else {
       this.ctx.events.stanzaRefused(this, this.partner!.Identity, decision.rule, decision.condition, decision.text);
       this.realm.sink.bounce(el, fromDomain, toDomain, decision.condition, decision.text, this);
     }
+  }
+
+  // XEP-0198 acknowledgements ------------------------------------------------------------------
+
+  private streamManagement(name: string): void {
+    if (name === 'enable') {
+      if (!this.saslDone || this.smEnabled) return void this.send(smFailed('unexpected-request'));
+      this.smEnabled = true;
+      this.send(SM_ENABLED);
+      return;
+    }
+    // A stanza we counted has been delivered or bounced: nothing of it is left for the peer to keep.
+    if (name === 'r' && this.smEnabled) return void this.send(smAnswer(this.handled));
+    // <a/> answers requests we never send on an inbound stream; anything else is ignored.
+  }
+
+  /** XEP-0198 acknowledgements are on for this stream. */
+  get acksEnabled(): boolean {
+    return this.smEnabled;
   }
 
   // Helpers -------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ export abstract class S2SStream implements StreamParserHandler {
   }
 
   abstract get auth(): StreamAuth;
+  /** XEP-0198 acknowledgements are on (negotiation/stream-management.ts). */
+  abstract get acksEnabled(): boolean;
   abstract get authenticated(): boolean;
   /** What differs between inbound and outbound streams in their status entry. */
   protected abstract describe(): Pick<StreamInfo, 'partner' | 'realm' | 'purpose' | 'localDomain' | 'remoteDomain' | 'authenticatedDomains'>;
@@ -94,6 +96,7 @@ export abstract class S2SStream implements StreamParserHandler {
       ...this.describe(),
       tls: this.tlsVersion,
       auth: this.auth,
+      acks: this.acksEnabled,
       remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
       ageSeconds: Math.round((now() - this.createdAt) / 1000),
       stanzasIn: this.stanzasIn,

@@ -31,6 +31,8 @@ export interface StreamInfo {
   /** Negotiated TLS protocol version, e.g. 'TLSv1.3'; null on plain TCP. */
   tls: string | null;
   auth: StreamAuth;
+  /** XEP-0198 acknowledgements are enabled on this stream. */
+  acks: boolean;
   /** Peer address as `host:port` (`[v6]:port` for IPv6). */
   remoteAddress: string;
   ageSeconds: number;

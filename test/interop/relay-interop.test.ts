@@ -68,7 +68,8 @@ beforeAll(async () => {
   });
   dns.setZone(peerZone([A, B], { srv: { [`_xmpp-server._tcp.${CORP.domain}`]: [{ target: '127.0.0.1.', port: gw.port }] }, a: { [CORP.domain]: ['127.0.0.1'] } }));
   const common = { mode: 'any' as const, dns: { ip: '127.0.0.1', port: dns.port }, certs };
-  [partnerA, partnerB] = await Promise.all([startProsody({ ...A, ...common }), startEjabberd({ ...B, ...common })]);
+  // mod_smacks: Prosody then acknowledges s2s stanzas (XEP-0198) on streams authenticated by SASL.
+  [partnerA, partnerB] = await Promise.all([startProsody({ ...A, ...common, extraModules: ['smacks'] }), startEjabberd({ ...B, ...common })]);
   await Promise.all([partnerA.register('alice', 'pw'), partnerB.register('dave', 'pw')]);
   [alice, dave] = await Promise.all([connectClient(partnerA, 'alice', 'pw'), connectClient(partnerB, 'dave', 'pw')]);
 }, 120_000);
@@ -130,8 +131,12 @@ for (const kind of ['prosody', 'ejabberd'] as const) {
         const outbound = await exchange(bob, alice, 50, `out-${kind}`);
         expect(outbound).toEqual(Array.from({ length: 50 }, (_, i) => `out-${kind}-${i}-${'x'.repeat(20)}`));
       });
-      const internalStreams = gw.gateway.streams;
-      expect([...internalStreams].some((s) => s.info().realm === 'internal' && s.authenticated)).toBe(true);
+      const live = [...gw.gateway.streams].filter((s) => !s.closed).map((s) => s.info());
+      expect(live.some((s) => s.realm === 'internal' && s.auth === 'dialback')).toBe(true);
+      // a.test (Prosody with mod_smacks) authenticated by SASL EXTERNAL both ways: XEP-0198 acks on both streams.
+      const withA = live.filter((s) => s.partner === A.domain && s.auth === 'sasl-external');
+      expect(withA.filter((s) => s.direction === 'outbound').map((s) => s.acks)).toContain(true);
+      expect(withA.filter((s) => s.direction === 'inbound').map((s) => s.acks)).toContain(true);
     }, 90_000);
 
     it('a presence subscription with a PublicVerified partner completes both ways and presence flows', async () => {
@@ -188,7 +193,7 @@ for (const kind of ['prosody', 'ejabberd'] as const) {
         const closed = await gw.waitForLog((l) => gw.logs.indexOf(l) >= mark && l.event === 'stream.refused' && l.rule === 'AllowedPartner' && l.condition === 'policy-violation');
         expect(closed.text).toMatch(/a\.test/);
         const live = [...gw.gateway.streams].filter((st) => !st.closed).map((st) => st.info());
-        expect(live.filter((i) => i.partner === A.domain || (i.realm === 'internal' && (i.localDomain === A.domain || i.remoteDomain === A.domain)))).toEqual([]);
+        expect(live.filter((i) => i.partner === A.domain || (i.realm === "internal" && (i.localDomain === A.domain || i.remoteDomain === A.domain))).map((i) => JSON.stringify(i))).toEqual([]);
         // The DNS view stops answering for it at once.
         await expect(viewResolver.resolveSrv(`_xmpp-server._tcp.${A.domain}`)).rejects.toMatchObject({ code: 'ENOTFOUND' });
         // b.test's traffic continues: everything dave sent arrives, and more after the removal.
