@@ -82,7 +82,7 @@ function protocolOutline(markdown: string): { sections: Map<number, string>; sub
   return { sections, subsections: new Set([...markdown.matchAll(/^### (\d+\.\d+) /gm)].map((m) => m[1]!)) };
 }
 
-/** One reference after `protocol.md`: `7`, `1.5`, `9.2`, `1-6`, `7 step 5`. */
+/** One reference after `docs/protocol.md`: `7`, `1.5`, `9.2`, `1-6`, `7 step 5`. */
 const PROTOCOL_REF = String.raw`(\d+)(?:\.(\d+))?(?:-(\d+))?(?: (?:step|item) (\d+))?`;
 const FIRST_REF = new RegExp(String.raw`^ (?:§ ?|sections? )?` + PROTOCOL_REF);
 const NEXT_REF = new RegExp(String.raw`^(?: \([^)]*\))?(?:,| and| to) (?:§ ?|sections? )?` + PROTOCOL_REF);
