@@ -200,3 +200,47 @@ describe('README "Connect a real server"', () => {
     expect(interop).toContain("external: 'TlsNegotiation: Required\\n  SaslNegotiation: Required\\n  SupportDialbackNegotiation: false'");
   });
 });
+
+describe('README "Relay to an internal XMPP server"', () => {
+  it('its gateway.yaml, Prosody and ejabberd excerpts are what the relay interop tests run', async () => {
+    const text = section(await read('README.md'), 'Relay to an internal XMPP server');
+    const prosodyHarness = await read('test/interop/harness/prosody.ts');
+    const prosodyTemplate = await read('test/interop/templates/prosody.cfg.lua.tmpl');
+    const inetrcTemplate = await read('test/interop/templates/inetrc.tmpl');
+    const ejabberdHarness = await read('test/interop/harness/ejabberd.ts');
+    const relay = await read('test/interop/relay-interop.test.ts');
+
+    // gateway.yaml: valid configuration, with exactly the keys the relay tests set under `internal`.
+    const gw = fenced(text, 'yaml').find((b) => b.includes('internal:'))!;
+    const config = parseGatewayConfig(gw, resolve(ROOT, 'config/gateway.yaml'));
+    expect(Object.keys((parse(gw) as { internal: object }).internal)).toEqual(['server', 'listen', 'dns', 'requireTls']);
+    for (const key of ['server', 'listen', 'dns']) expect(relay).toContain(`  ${key}: { host: `);
+    const dns = config.internal!.dns!;
+
+    // Prosody: the template's unbound block, forwarding to the DNS view.
+    const [unbound, s2s] = fenced(text, 'lua');
+    for (const line of ['resolvconf = false;', 'hoststxt = false;']) {
+      expect(unbound).toContain(line);
+      expect(prosodyTemplate).toContain(line);
+    }
+    expect(unbound).toContain(`forward = { "${dns.host}@${dns.port}" };`);
+    expect(prosodyTemplate).toContain('forward = { "@DNS_IP@@@DNS_PORT@" };');
+
+    // ejabberd: the harness's inetrc, with the DNS view's address.
+    const [inetrc] = fenced(text, 'erlang');
+    const expected = inetrcTemplate
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => l.replace('@DNS_IP_TUPLE@', dns.host.split('.').join(',')).replace('@DNS_PORT@', String(dns.port)));
+    expect(inetrc!.trim().split('\n')).toEqual(expected);
+
+    // s2s settings: the 'any' mode the relay tests run the internal server in.
+    expect(relay).toContain("mode: 'any' as const");
+    const any = /case 'any':\n\s+return \{ modeConfig: '([^']+)', disabled: \[\]/.exec(prosodyHarness);
+    for (const line of any![1]!.split('\\n')) expect(s2s).toContain(`${line}\n`);
+    expect(prosodyTemplate).toMatch(/modules_enabled = \{\n\s+.*"tls"; "dialback";/);
+    const ej = parse(fenced(text, 'yaml').find((b) => b.includes('s2s_use_starttls'))!) as { s2s_use_starttls: string; modules: Record<string, unknown> };
+    expect(ej.s2s_use_starttls).toBe(/case 'any':\n\s+return \{ starttls: '(\w+)', dialback: true/.exec(ejabberdHarness)?.[1]);
+    expect(Object.keys(ej.modules)).toContain('mod_s2s_dialback');
+  });
+});
