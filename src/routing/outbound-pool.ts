@@ -2,7 +2,7 @@
  * Outbound streams of one realm, one per (our domain, peer domain) pair, opened on demand and
  * reused: to partners (partner realm) or to the internal server (internal realm). Stanzas wait in
  * a queue bounded in count and bytes while the stream negotiates; if it fails, each queued
- * stanza's `undeliverable` callback runs with the stanza error to bounce (protocol.md 1.3:
+ * stanza's `undeliverable` callback runs with the stanza error to bounce (docs/protocol.md 1.3:
  * remote-server-not-found before any stream existed, remote-server-timeout after).
  *
  * Failed connection attempts back off per peer domain, exponentially with jitter (no reconnect
