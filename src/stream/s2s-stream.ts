@@ -149,6 +149,11 @@ export abstract class S2SStream implements StreamParserHandler {
     return !this.congested;
   }
 
+  /** Bytes the peer has taken from us so far (handed to the kernel): progress of a slow reader. */
+  get bytesDrained(): number {
+    return this.socket.bytesWritten - this.socket.writableLength;
+  }
+
   /** More output waits for the peer than CONGESTED_BYTES. */
   get congested(): boolean {
     return this.outQueueChars + this.socket.writableLength > CONGESTED_BYTES;
@@ -157,14 +162,28 @@ export abstract class S2SStream implements StreamParserHandler {
   /** Runs `cb` once the output has drained below the congestion mark, or the stream is gone. */
   whenDrained(cb: () => void): void {
     if (!this.congested || this.closed) return cb();
-    if (this.drainWaiters.push(cb) === 1) this.socket.once('drain', this.onDrain);
+    this.drainWaiters.push(cb);
+    this.armDrain();
+  }
+
+  private drainArmed = false;
+
+  /**
+   * Waits for the socket's 'drain' when it has one to give (a write returned false); otherwise
+   * the backlog is still in outQueue and flush() looks again once it has written it.
+   */
+  private armDrain(): void {
+    if (this.drainArmed || this.drainWaiters.length === 0 || !this.socket.writableNeedDrain) return;
+    this.drainArmed = true;
+    this.socket.once('drain', () => {
+      this.drainArmed = false;
+      this.onDrain();
+    });
   }
 
   private readonly onDrain = (): void => {
-    if (this.congested && !this.closed) {
-      this.socket.once('drain', this.onDrain);
-      return;
-    }
+    if (this.drainWaiters.length === 0) return;
+    if (this.congested && !this.closed) return this.armDrain();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of waiters) cb();
@@ -200,6 +219,8 @@ export abstract class S2SStream implements StreamParserHandler {
     if (this.direction === 'outbound') this.meters?.bytes.inc(bytes.length);
     this.lastSentAt = now();
     this.socket.write(bytes);
+    // Streams waiting for this one: drained already, or now waiting on the socket's 'drain'.
+    if (this.drainWaiters.length > 0) this.onDrain();
     if (!this.closed && this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
       // A peer that does not read cannot read a stream error either: drop it.
       this.destroy(new StreamError('resource-constraint', 'peer does not read its stream fast enough'));
