@@ -948,7 +948,9 @@ export class StreamParser {
     const local = colon === -1 ? name : name.slice(colon + 1);
     if (local !== 'stream') throw new StreamError('invalid-namespace', `root element must be <stream:stream>, got <${name}>`);
     if (prefixNs !== null && prefixNs !== NS_STREAMS) {
-      throw new StreamError('bad-namespace-prefix', `prefix '${name.slice(0, colon)}' is not bound to ${NS_STREAMS}`);
+      // The prefix is declared, so this is a stream element in another namespace (the example in
+      // section 4.9.3.10 is exactly this); an undeclared prefix is bad-namespace-prefix (resolve()).
+      throw new StreamError('invalid-namespace', `prefix '${name.slice(0, colon)}' is bound to ${prefixNs}, not to ${NS_STREAMS}`);
     }
     if (prefixNs === null && attrs['xmlns'] !== NS_STREAMS) {
       throw new StreamError('invalid-namespace', `stream namespace must be ${NS_STREAMS}`);

@@ -132,7 +132,9 @@ describe('StreamParser: stream header', () => {
   it.each<[string, string, StreamCondition]>([
     ['wrong content namespace', "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client'>", 'invalid-namespace'],
     ['missing content namespace', "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>", 'invalid-namespace'],
-    ['stream prefix bound to another namespace', "<stream:stream xmlns:stream='urn:wrong' xmlns='jabber:server'>", 'bad-namespace-prefix'],
+    // RFC 6120 section 4.8.1 (and the example in 4.9.3.10): a stream element in another namespace.
+    ['stream prefix bound to another namespace', "<stream:stream xmlns:stream='urn:wrong' xmlns='jabber:server'>", 'invalid-namespace'],
+    ['other prefix bound to another namespace', "<s:stream xmlns:s='urn:wrong' xmlns='jabber:server'>", 'invalid-namespace'],
     ['undeclared stream prefix', "<stream:stream xmlns='jabber:server'>", 'bad-namespace-prefix'],
     ['other root local name', "<stream:foo xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:server'>", 'invalid-namespace'],
     ['stanza as root', "<message xmlns='jabber:server'>", 'invalid-namespace'],
