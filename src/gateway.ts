@@ -174,9 +174,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
 /** Streams report here; logs and metrics are labelled by partner (never by an unvetted domain). */
 function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Logger): StreamEvents {
-  return {
+  const events: StreamEvents = {
     opened(stream) {
       streams.add(stream);
+      // Drops the transport decides (unread output, failed TLS handshake) are refusals too.
+      stream.reportRefusal = (rule, condition, text) => events.refused(stream, stream.info().partner, rule, condition, text);
     },
     refused(stream, partner, rule, condition, text) {
       metrics.refusals.inc([partner ?? NO_PARTNER, rule, condition]);
@@ -197,6 +199,7 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
       log.debug('stream.closed', { stream: stream.connectionId, partner: info.partner, condition: stream.closeReason?.condition });
     },
   };
+  return events;
 }
 
 /**

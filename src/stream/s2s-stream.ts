@@ -22,6 +22,17 @@ import { newStreamId } from '../negotiation/dialback-key.js';
 export const CLOSE_TIMEOUT_MS = 2_000;
 /** A peer that leaves this much of our output unread is too slow and is disconnected. */
 export const MAX_WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
+/**
+ * While more of our output than this waits for the peer (Node's socket buffer plus text queued
+ * this tick), we stop reading from it, so requests whose answers it does not read stay in its
+ * socket, not in our memory; reading resumes once the output has drained.
+ */
+export const READ_PAUSE_BYTES = 64 * 1024;
+/**
+ * Before authentication a peer needs a few KiB of our output (headers, features, dialback
+ * answers): one that leaves more than this unread (beyond what the kernel buffers) is dropped.
+ */
+export const MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES = 32 * 1024;
 
 export const now = (): number => performance.now();
 
@@ -57,6 +68,11 @@ export abstract class S2SStream implements StreamParserHandler {
   private handshaking = false;
   protected readonly parser: StreamParser;
   private outQueue: string[] = [];
+  /** UTF-16 length of `outQueue` (a lower bound of its UTF-8 bytes). */
+  private outQueued = 0;
+  /** Reading stopped for flow control (see READ_PAUSE_BYTES). */
+  private readPaused = false;
+  private drainAwaited = false;
   private flushScheduled = false;
   private closeTimer: NodeJS.Timeout | undefined;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
@@ -128,6 +144,8 @@ export abstract class S2SStream implements StreamParserHandler {
   send(text: string): void {
     if (this.closed || this.handshaking) return;
     this.outQueue.push(text);
+    this.outQueued += text.length;
+    if (!this.readPaused && this.outQueued + this.socket.writableLength > READ_PAUSE_BYTES) this.pauseReading();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
@@ -138,19 +156,63 @@ export abstract class S2SStream implements StreamParserHandler {
     this.flushScheduled = false;
     if (this.outQueue.length === 0 || this.socket.destroyed) {
       this.outQueue = [];
+      this.outQueued = 0;
       return;
     }
     const text = this.outQueue.length === 1 ? this.outQueue[0]! : this.outQueue.join('');
     this.outQueue = [];
+    this.outQueued = 0;
     const bytes = Buffer.from(text, 'utf8');
     this.bytesOut += bytes.length;
     if (this.direction === 'outbound') this.meters?.bytes.inc(bytes.length);
     this.lastSentAt = now();
     this.socket.write(bytes);
-    if (!this.closed && this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
+    if (this.closed) return;
+    const unread = this.socket.writableLength;
+    const limit = this.authenticated ? MAX_WRITE_BUFFER_BYTES : MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES;
+    if (unread > limit) {
       // A peer that does not read cannot read a stream error either: drop it.
-      this.destroy(new StreamError('resource-constraint', 'peer does not read its stream fast enough'));
+      const why = this.authenticated
+        ? `peer left more than ${MAX_WRITE_BUFFER_BYTES} bytes of its stream unread`
+        : `peer left more than ${MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES} bytes of its stream unread before authenticating`;
+      this.reportRefusal?.('writeBuffer', 'resource-constraint', why);
+      this.destroy(new StreamError('resource-constraint', why));
+      return;
     }
+    if (unread > READ_PAUSE_BYTES) this.pauseReading();
+    if (this.readPaused) this.awaitDrain(unread > READ_PAUSE_BYTES);
+  }
+
+  /**
+   * Reports a refusal decided here rather than by negotiation (write buffer, TLS handshake), as
+   * `stream.refused` and in gw_stream_refusals_total; set by whoever registers the stream.
+   */
+  reportRefusal: ((rule: string, condition: string, text: string) => void) | null = null;
+
+  /** Stops reading: the socket, and the parser right after the element being handled (if any). */
+  private pauseReading(): void {
+    this.readPaused = true;
+    this.socket.pause();
+    this.parser.hold();
+  }
+
+  /** Resumes reading once the output is (nearly) gone: on 'drain', or at once when it is small. */
+  private awaitDrain(full: boolean): void {
+    if (this.drainAwaited) return;
+    this.drainAwaited = true;
+    const socket = this.socket;
+    const go = (): void => {
+      this.drainAwaited = false;
+      socket.removeListener('drain', go);
+      if (this.closed || !this.readPaused) return;
+      if (this.socket.writableLength > READ_PAUSE_BYTES) return this.awaitDrain(true);
+      this.readPaused = false;
+      this.parser.release(); // may queue output and pause again
+      if (!this.readPaused && !this.closed) this.socket.resume();
+    };
+    // Not from inside a parser handler (release() is not re-entrant): 'drain' or the next turn.
+    if (full) socket.on('drain', go);
+    else setImmediate(go);
   }
 
   protected sendHeader(header: string): void {

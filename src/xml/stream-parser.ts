@@ -206,6 +206,8 @@ export class StreamParser {
   // --- control ---
   private failure: StreamError | null = null;
   private isPaused = false;
+  /** Flow control (hold/release), independent of pause/resume, which restarts use. */
+  private isHeld = false;
   private pending: Buffer[] = [];
   private dispatching = false;
   private inHandler = false;
@@ -292,6 +294,11 @@ export class StreamParser {
     return this.isPaused;
   }
 
+  /** True between `hold()` and `release()`. */
+  get held(): boolean {
+    return this.isHeld;
+  }
+
   /** Bytes received but not parsed while paused (plus a held partial UTF-8 character). */
   get pendingBytes(): number {
     let n = 0;
@@ -308,7 +315,7 @@ export class StreamParser {
   write(chunk: Uint8Array): void {
     if (this.failure !== null) return;
     if (this.dispatching) throw reentrant('write');
-    if (this.isPaused) {
+    if (this.isPaused || this.isHeld) {
       if (chunk.length > 0) this.pending.push(Buffer.from(chunk));
       return;
     }
@@ -323,11 +330,7 @@ export class StreamParser {
   pause(): void {
     if (this.isPaused) return;
     this.isPaused = true;
-    if (this.dispatching) {
-      this.stopScan = true;
-      if (this.curEnd < this.curStr.length) this.pending.push(Buffer.from(this.curStr.slice(this.curEnd), 'utf8'));
-    }
-    this.holdCarry();
+    this.stopHere();
   }
 
   /** Parse held bytes (in order) and continue with later writes. Not callable from a handler. */
@@ -335,16 +338,27 @@ export class StreamParser {
     if (this.dispatching) throw reentrant('resume');
     if (!this.isPaused) return;
     this.isPaused = false;
-    const held = this.pending;
-    this.pending = [];
-    for (let k = 0; k < held.length; k++) {
-      if (this.isPaused || this.failure !== null) {
-        // Paused again (or failed): keep the rest, after whatever the last write held back.
-        if (this.failure === null) for (let j = k; j < held.length; j++) this.pending.push(held[j]!);
-        return;
-      }
-      this.write(held[k]!);
-    }
+    this.replay();
+  }
+
+  /**
+   * Flow control: stop like `pause()` (from a handler, right after the current top-level
+   * element) until `release()`, e.g. while the peer leaves our answers unread. Independent of
+   * pause/resume: bytes are parsed again only once the parser is neither paused nor held, so a
+   * restart's `resume()` cannot undo a hold, nor a `release()` a restart's pause.
+   */
+  hold(): void {
+    if (this.isHeld) return;
+    this.isHeld = true;
+    this.stopHere();
+  }
+
+  /** Ends a `hold()`; parses held bytes unless also paused. Not callable from a handler. */
+  release(): void {
+    if (this.dispatching) throw reentrant('release');
+    if (!this.isHeld) return;
+    this.isHeld = false;
+    this.replay();
   }
 
   /** Remove and return the held bytes (e.g. to reject data injected before a TLS handshake). */
@@ -371,6 +385,30 @@ export class StreamParser {
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /** From a handler: stop scanning after the current element and hold the rest of the chunk (once). */
+  private stopHere(): void {
+    if (this.dispatching && !this.stopScan) {
+      this.stopScan = true;
+      if (this.curEnd < this.curStr.length) this.pending.push(Buffer.from(this.curStr.slice(this.curEnd), 'utf8'));
+    }
+    this.holdCarry();
+  }
+
+  /** Parses held bytes in order while neither paused nor held. */
+  private replay(): void {
+    if (this.isPaused || this.isHeld) return;
+    const held = this.pending;
+    this.pending = [];
+    for (let k = 0; k < held.length; k++) {
+      if (this.isPaused || this.isHeld || this.failure !== null) {
+        // Stopped again (or failed): keep the rest, after whatever the last write held back.
+        if (this.failure === null) for (let j = k; j < held.length; j++) this.pending.push(held[j]!);
+        return;
+      }
+      this.write(held[k]!);
+    }
+  }
 
   private doReset(): void {
     this.gen++;

@@ -665,11 +665,62 @@ describe('StreamParser: restarts and pause', () => {
     expect(r.parser.pendingBytes).toBe(0);
   });
 
-  it('refuses re-entrant write() and resume() from a handler', () => {
+  it('hold() inside a handler stops after that element; release() parses the rest in order', () => {
+    const r = record({}, { element(el) { if (el.attrs['id'] === '1') r.parser.hold(); } });
+    feed(r.parser, `${HEADER}<iq id='1'/><iq id='2'/><iq id`);
+    expect(r.elements).toHaveLength(1);
+    expect(r.parser.held).toBe(true);
+    expect(r.parser.paused).toBe(false);
+    feed(r.parser, "='3'/>");
+    expect(r.parser.pendingBytes).toBe(Buffer.byteLength("<iq id='2'/><iq id='3'/>"));
+    r.parser.release();
+    expect(r.errors).toEqual([]);
+    expect(r.elements.map((e) => e.attrs['id'])).toEqual(['1', '2', '3']);
+    expect(r.parser.pendingBytes).toBe(0);
+  });
+
+  it('hold/release and pause/resume are independent: bytes flow only when neither applies', () => {
+    const r = record({}, {
+      element(el) {
+        if (el.attrs['id'] !== '1') return;
+        r.parser.hold();
+        r.parser.pause(); // e.g. STARTTLS while flow control holds: the rest is held once, not twice
+      },
+    });
+    feed(r.parser, `${HEADER}<iq id='1'/><iq id='2'/>`);
+    expect(r.parser.pendingBytes).toBe(Buffer.byteLength("<iq id='2'/>"));
+    r.parser.resume(); // a restart's resume does not end the hold
+    expect(r.elements).toHaveLength(1);
+    r.parser.pause();
+    r.parser.release(); // nor does a release end a pause
+    expect(r.elements).toHaveLength(1);
+    r.parser.resume();
+    expect(r.elements.map((e) => e.attrs['id'])).toEqual(['1', '2']);
+    expect(r.errors).toEqual([]);
+  });
+
+  it('holds again while releasing and keeps the order of held bytes', () => {
+    const r = record({}, { element() { r.parser.hold(); } });
+    feed(r.parser, `${HEADER}<a/><b/>`);
+    feed(r.parser, '<c/>');
+    const names = (): string[] => r.elements.map((e) => e.name);
+    expect(names()).toEqual(['a']);
+    r.parser.release();
+    expect(names()).toEqual(['a', 'b']);
+    r.parser.release();
+    expect(names()).toEqual(['a', 'b', 'c']);
+    expect(r.parser.held).toBe(true);
+    r.parser.release();
+    expect(r.parser.held).toBe(false);
+    feed(r.parser, '<d/>');
+    expect(names()).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('refuses re-entrant write(), resume() and release() from a handler', () => {
     const codes: string[] = [];
     const r = record({}, {
       element() {
-        for (const f of [() => r.parser.write(Buffer.from('<x/>')), () => r.parser.resume()]) {
+        for (const f of [() => r.parser.write(Buffer.from('<x/>')), () => r.parser.resume(), () => r.parser.release()]) {
           try {
             f();
           } catch (e) {
@@ -679,7 +730,7 @@ describe('StreamParser: restarts and pause', () => {
       },
     });
     feed(r.parser, `${HEADER}<a/>`);
-    expect(codes).toEqual(['GW_ERR_PARSER_REENTRANT', 'GW_ERR_PARSER_REENTRANT']);
+    expect(codes).toEqual(['GW_ERR_PARSER_REENTRANT', 'GW_ERR_PARSER_REENTRANT', 'GW_ERR_PARSER_REENTRANT']);
     expect(r.errors).toEqual([]);
   });
 
