@@ -77,6 +77,10 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     partnerConnectionLimit: config.partnerConnectionLimit,
     maxUnauthenticatedPerAddress: config.maxUnauthenticatedConnectionsPerAddress,
     maxDialbackVerifications: config.maxDialbackVerifications,
+    maxUnauthenticated: config.maxUnauthenticatedConnections,
+    shed: (oldest, rule, text) => {
+      if (oldest instanceof InboundStream) oldest.refuse(oldest.partner?.Identity ?? null, 'policy-violation', rule, text);
+    },
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);

@@ -70,7 +70,7 @@ export class InboundStream extends S2SStream {
       return;
     }
     this.connectionCounted = true;
-    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress);
+    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress, this);
     if (!unauth.ok) {
       this.refuseAtAccept(directTls, unauth.rule, unauth.text);
       return;
@@ -144,7 +144,7 @@ export class InboundStream extends S2SStream {
   private releaseUnauthenticated(): void {
     if (this.unauthCounted) {
       this.unauthCounted = false;
-      this.ctx.limits.closeUnauthenticated(this.remoteAddress);
+      this.ctx.limits.closeUnauthenticated(this.remoteAddress, this);
     }
   }
 
