@@ -17,6 +17,7 @@ import type { Element } from '../xml/ltx.js';
 import { StreamParser, type StreamParserHandler } from '../xml/stream-parser.js';
 import type { StreamAuth, StreamDirection, StreamInfo } from './stream-info.js';
 import { newStreamId } from '../negotiation/dialback-key.js';
+import { TLS_PEER_CLOSED } from '../tls/server-upgrade.js';
 
 /** Grace period for the peer's `</stream:stream>` before the socket is destroyed (Prosody: 5 s). */
 export const CLOSE_TIMEOUT_MS = 2_000;
@@ -265,7 +266,14 @@ export abstract class S2SStream implements StreamParserHandler {
         this.tlsVersion = tlsSocket.getProtocol();
         onSecure(tlsSocket);
       },
-      () => raw.destroy(),
+      (err: Error & { code?: string }) => {
+        // A peer that went away is no refusal; a handshake that failed or timed out is one.
+        if (!this.closed && err.code !== TLS_PEER_CLOSED && err.code !== 'ECONNRESET') {
+          const timedOut = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+          this.reportRefusal?.('tlsHandshake', timedOut ? 'connection-timeout' : 'tls-handshake-failed', `TLS handshake failed: ${err.code ?? err.message}`);
+        }
+        raw.destroy();
+      },
     );
   }
 

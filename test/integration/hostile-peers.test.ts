@@ -17,11 +17,15 @@
  *  - memory per never-reading peer: hostile-memory.test.ts.
  */
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { metricValue, sleep } from '../helpers/live-streams.js';
-import { attempt } from '../helpers/partner-attempt.js';
+import type { TLSSocket } from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
+import { NS_DIALBACK, NS_SASL, NS_TLS } from '../../src/xml/namespaces.js';
+import { FakePartnerServer } from '../helpers/fake-partner-server.js';
+import { eventually, metricValue, sleep } from '../helpers/live-streams.js';
+import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
-import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
+import { startTestGateway, testPki, type LogLine, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
 const EXTERNAL_ONLY = 'TlsNegotiation: Required\n  SaslNegotiation: Required\n  SupportDialbackNegotiation: false';
 
@@ -83,5 +87,254 @@ describe('floods of unauthenticated connections', () => {
     } finally {
       for (const s of sockets) s.destroy();
     }
+  });
+});
+
+describe('hostile peers', () => {
+  let gw: TestGateway;
+  let authority: FakePartnerServer;
+  /** Never reached: the gateway must not connect out for domains that are not partners. */
+  let trap: net.Server;
+  let trapped = 0;
+  const peers: ScriptedPeer[] = [];
+  let pings = 0;
+
+  beforeAll(async () => {
+    authority = await FakePartnerServer.start({
+      domain: 'db.test',
+      tls: 'none',
+      sasl: false,
+      dialback: true,
+      answerVerify: (v) => (keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid'),
+    });
+    trap = net.createServer((s) => {
+      trapped++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => trap.listen(0, '127.0.0.1', () => r()));
+    const trapRoute = `127.0.0.1:${(trap.address() as net.AddressInfo).port}`;
+    gw = await startTestGateway({
+      pki,
+      partners: `- Identity: db.test
+  TlsNegotiation: Optional
+  SaslNegotiation: NotSupported
+- Identity: tls.test
+  TlsNegotiation: Required
+  SaslNegotiation: Optional
+`,
+      routes: { 'db.test': `127.0.0.1:${authority.port}`, 'tls.test': trapRoute, 'evil.test': trapRoute, 'gw.test': trapRoute },
+      config: 'streamEstablishmentTimeoutSeconds: 2\nmaxStanzaBytes: 16384',
+    });
+  });
+
+  afterEach(() => {
+    for (const p of peers.splice(0)) p.destroy();
+  });
+
+  afterAll(async () => {
+    await gw?.close();
+    await authority?.close();
+    trap?.close();
+  });
+
+  async function connect(): Promise<ScriptedPeer> {
+    const p = await ScriptedPeer.connect(gw.port);
+    peers.push(p);
+    return p;
+  }
+
+  /** A connection that has sent db.test's header and read the features. */
+  async function afterHeader(from = 'db.test'): Promise<ScriptedPeer> {
+    const p = await connect();
+    p.sendHeader({ from, to: 'gw.test' });
+    await p.header();
+    await p.features();
+    return p;
+  }
+
+  /** A stream authenticated by dialback (db.test, plain TCP). */
+  async function authenticated(): Promise<ScriptedPeer> {
+    const { outcome, peer } = await attempt({ port: gw.port, from: 'db.test', useTls: false });
+    peers.push(peer);
+    expect(outcome).toBe('dialback');
+    return peer;
+  }
+
+  function ping(peer: ScriptedPeer, id: string): Promise<unknown> {
+    peer.send(`<iq type='get' id='${id}' from='db.test' to='gw.test'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    return authority.waitForStanza((el) => el.attrs.id === id && el.attrs.type === 'result');
+  }
+
+  /** A well-behaved partner authenticates on another connection and its ping is answered. */
+  async function partnerStillServed(): Promise<void> {
+    const peer = await authenticated();
+    await ping(peer, `alive-${++pings}`);
+    peer.destroy();
+  }
+
+  function refusalLogged(pred: (l: LogLine) => boolean, timeoutMs = 5000): Promise<LogLine> {
+    return gw.waitForLog((l) => l.event === 'stream.refused' && pred(l), timeoutMs);
+  }
+
+  describe('restricted XML (RFC 6120 section 11) before the header and after authentication', () => {
+    const HEADER = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='db.test' to='gw.test' version='1.0'>";
+    const constructs: [string, string][] = [
+      ['a comment', '<!-- hello -->'],
+      ['a processing instruction', "<?target data?>"],
+      ['a DOCTYPE', '<!DOCTYPE stream:stream>'],
+      ['a DOCTYPE with an internal subset', "<!DOCTYPE x [<!ENTITY boom 'aaaaaaaaaa'>]>"],
+      ['an entity declaration', "<!ENTITY boom 'aaaaaaaaaa'>"],
+    ];
+    for (const [name, raw] of constructs) {
+      it(`${name} before the header ⇒ restricted-xml`, async () => {
+        const p = await connect();
+        p.sendRaw(`<?xml version='1.0'?>${raw}${HEADER}`);
+        await p.header();
+        expect((await p.expectStreamError()).condition).toBe('restricted-xml');
+        await partnerStillServed();
+      });
+    }
+    for (const [name, raw] of [...constructs, ['a reference to a declared-looking entity', "<message from='a@db.test' to='b@gw.test'><body>&boom;</body></message>"] as [string, string]]) {
+      it(`${name} after authentication ⇒ restricted-xml`, async () => {
+        const p = await authenticated();
+        p.sendRaw(raw);
+        expect((await p.expectStreamError()).condition).toBe('restricted-xml');
+        await partnerStillServed();
+      });
+    }
+  });
+
+  describe('sizes, depth, attributes', () => {
+    it('a header above 4096 bytes ⇒ policy-violation naming maxHeaderBytes, before it is complete', async () => {
+      const p = await connect();
+      p.sendRaw(`<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='db.test' to='gw.test' x='${'a'.repeat(5000)}`);
+      await p.header();
+      const err = await p.expectStreamError();
+      expect(err.condition).toBe('policy-violation');
+      expect(err.text).toMatch(/maxHeaderBytes \(4096/);
+      await partnerStillServed();
+    });
+
+    it('a stanza that never ends after authentication ⇒ policy-violation at maxStanzaBytes', async () => {
+      const p = await authenticated();
+      p.sendRaw(`<message from='a@db.test' to='b@gw.test'><body>`);
+      for (let i = 0; i < 4; i++) p.sendRaw('x'.repeat(8192));
+      const err = await p.expectStreamError();
+      expect(err.condition).toBe('policy-violation');
+      expect(err.text).toMatch(/maxStanzaBytes \(16384/);
+      await partnerStillServed();
+    });
+
+    it('elements nested 40 deep ⇒ policy-violation naming maxDepth, before and after authentication', async () => {
+      const nested = `<message from='a@db.test' to='b@gw.test'>${'<x>'.repeat(40)}`;
+      const before = await afterHeader();
+      before.sendRaw(nested);
+      expect((await before.expectStreamError()).text).toMatch(/maxDepth \(32\)/);
+      const after = await authenticated();
+      after.sendRaw(nested);
+      expect((await after.expectStreamError()).text).toMatch(/maxDepth \(32\)/);
+      await partnerStillServed();
+    });
+
+    it('65 attributes on a stanza or on the header ⇒ policy-violation naming maxAttributes', async () => {
+      const attrs = Array.from({ length: 65 }, (_, i) => ` a${i}='${i}'`).join('');
+      const onHeader = await connect();
+      onHeader.sendRaw(`<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'${attrs}>`);
+      await onHeader.header();
+      expect((await onHeader.expectStreamError()).text).toMatch(/maxAttributes \(64\)/);
+      const onStanza = await authenticated();
+      onStanza.sendRaw(`<message${attrs}/>`);
+      expect((await onStanza.expectStreamError()).text).toMatch(/maxAttributes \(64\)/);
+      await partnerStillServed();
+    });
+  });
+
+  describe('UTF-8', () => {
+    it('characters split across TCP reads at every byte are reassembled', async () => {
+      const p = await authenticated();
+      const id = 'é€😀-split';
+      const bytes = Buffer.from(`<iq type='get' id='${id}' from='db.test' to='gw.test'><ping xmlns='urn:xmpp:ping'/></iq>`);
+      const at = bytes.indexOf(Buffer.from('é'));
+      p.sendRaw(bytes.subarray(0, at + 1));
+      for (let i = at + 1; i < at + 12; i++) {
+        await sleep(5); // separate reads
+        p.sendRaw(bytes.subarray(i, i + 1));
+      }
+      await sleep(5);
+      p.sendRaw(bytes.subarray(at + 12));
+      const reply = await authority.waitForStanza((el) => el.attrs.id === id);
+      expect(reply.attrs.type).toBe('result');
+      expect(p.closedAlready).toBe(false);
+    });
+
+    const invalid: [string, number[]][] = [
+      ['an overlong encoding of "/"', [0xc0, 0xaf]],
+      ['an encoded surrogate', [0xed, 0xa0, 0x80]],
+      ['a truncated sequence followed by ASCII', [0xe2, 0x82, 0x41]],
+      ['a byte above F4', [0xf5, 0x80, 0x80, 0x80]],
+      ['a lone continuation byte', [0x80]],
+    ];
+    for (const [name, seq] of invalid) {
+      it(`${name} ⇒ unsupported-encoding`, async () => {
+        const p = await afterHeader();
+        p.sendRaw(Buffer.concat([Buffer.from("<db:result from='db.test' to='gw.test'>"), Buffer.from(seq), Buffer.from('</db:result>')]));
+        expect((await p.expectStreamError()).condition).toBe('unsupported-encoding');
+      });
+    }
+  });
+
+  describe('slow and silent peers (streamEstablishmentTimeoutSeconds: 2)', () => {
+    it('a header trickled one byte every 100 ms is closed connection-timeout, and the refusal is logged', async () => {
+      const p = await connect();
+      const header = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='db.test' to='gw.test' version='1.0'>";
+      let i = 0;
+      const timer = setInterval(() => {
+        if (p.closedAlready || i >= header.length) return clearInterval(timer);
+        p.sendRaw(header[i++]!);
+      }, 100);
+      try {
+        await p.header(6000);
+        expect((await p.expectStreamError(6000)).condition).toBe('connection-timeout');
+      } finally {
+        clearInterval(timer);
+      }
+      expect(i).toBeLessThan(header.length);
+      await refusalLogged((l) => l.rule === 'streamEstablishmentTimeoutSeconds' && l.condition === 'connection-timeout');
+      await partnerStillServed();
+    });
+
+    it('a TLS handshake trickled one byte every 200 ms is dropped, logged and counted', async () => {
+      const p = await afterHeader();
+      p.sendRaw(`<starttls xmlns='${NS_TLS}'/>`);
+      await p.expect('proceed', NS_TLS);
+      const before = gw.logs.length;
+      // The start of a TLS ClientHello record, byte by byte: never complete within the deadline.
+      const hello = Buffer.from('16030100f4010000f00303' + '00'.repeat(32), 'hex');
+      let i = 0;
+      const timer = setInterval(() => {
+        if (p.tcp.destroyed || i >= hello.length) return clearInterval(timer);
+        p.tcp.write(hello.subarray(i, ++i));
+      }, 200);
+      try {
+        await eventually(() => p.tcp.destroyed || p.closedAlready, 6000);
+      } finally {
+        clearInterval(timer);
+      }
+      const line = await refusalLogged((l) => gw.logs.indexOf(l) >= before && l.partner === 'db.test');
+      expect(line.condition).toBe('connection-timeout');
+      await partnerStillServed();
+    });
+
+    it('a TLS handshake that fails (garbage instead of a ClientHello) is logged and counted, not silent', async () => {
+      const before = await metricValue(gw.adminPort, 'gw_stream_refusals_total', { rule: 'tlsHandshake' });
+      const p = await afterHeader();
+      p.sendRaw(`<starttls xmlns='${NS_TLS}'/>`);
+      await p.expect('proceed', NS_TLS);
+      p.tcp.write(Buffer.from('GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n'));
+      const line = await refusalLogged((l) => l.rule === 'tlsHandshake');
+      expect(line).toMatchObject({ partner: 'db.test', condition: 'tls-handshake-failed' });
+      expect(await metricValue(gw.adminPort, 'gw_stream_refusals_total', { rule: 'tlsHandshake' })).toBe(before + 1);
+      await partnerStillServed();
+    });
   });
 });
