@@ -17,7 +17,6 @@
  *  - memory per never-reading peer: hostile-memory.test.ts.
  */
 import net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { NS_DIALBACK, NS_SASL, NS_TLS } from '../../src/xml/namespaces.js';
@@ -34,6 +33,8 @@ let pki: TestPki;
 beforeAll(() => {
   pki = testPki();
 });
+
+const localNameOf = (el: { name: string }): string => el.name.slice(el.name.indexOf(':') + 1);
 
 /** Opens an idle TCP connection from `localAddress` (closes when the gateway ends it). */
 async function idle(port: number, localAddress: string): Promise<net.Socket> {
@@ -336,5 +337,147 @@ describe('hostile peers', () => {
       expect(await metricValue(gw.adminPort, 'gw_stream_refusals_total', { rule: 'tlsHandshake' })).toBe(before + 1);
       await partnerStillServed();
     });
+  });
+
+  describe('dialback abuse', () => {
+    it('a db:verify id longer than 128 characters ⇒ policy-violation; 128 characters are answered', async () => {
+      const ok = await afterHeader();
+      ok.dialbackVerify('db.test', 'gw.test', 'i'.repeat(128), 'k');
+      expect((await ok.expect('verify', NS_DIALBACK)).attrs).toMatchObject({ type: 'invalid', id: 'i'.repeat(128) });
+      const p = await afterHeader();
+      p.dialbackVerify('db.test', 'gw.test', 'i'.repeat(4000), 'k');
+      const err = await p.expectStreamError();
+      expect(err.condition).toBe('policy-violation');
+      expect(err.text).toMatch(/db:verify id longer than 128 characters/);
+      await partnerStillServed();
+    });
+
+    it('unsolicited db:result and db:verify with type="valid" authenticate nothing', async () => {
+      const p = await afterHeader();
+      p.sendRaw("<db:result from='db.test' to='gw.test' type='valid'/><db:verify from='db.test' to='gw.test' id='x' type='valid'/>");
+      await p.expectNothing(100);
+      p.sendRaw("<message from='a@db.test' to='b@gw.test'><body>hi</body></message>");
+      expect((await p.expectStreamError()).condition).toBe('not-authorized');
+      await partnerStillServed();
+    });
+
+    it('a wrong dialback key ⇒ type="invalid" and not-authorized', async () => {
+      const p = await afterHeader();
+      p.dialbackResult('db.test', 'gw.test', dialbackKey('another-secret-0123456789', 'gw.test', 'db.test', p.streamId));
+      expect((await p.expect('result', NS_DIALBACK, 8000)).attrs.type).toBe('invalid');
+      expect((await p.expectStreamError()).condition).toBe('not-authorized');
+      await partnerStillServed();
+    });
+
+    it('db:result for domains that are not partners (or ours) never makes the gateway connect out', async () => {
+      for (const from of ['evil.test', 'gw.test', 'sub.db.test']) {
+        const p = await afterHeader();
+        p.dialbackResult(from, 'gw.test', 'key');
+        expect((await p.expectStreamError()).condition).toMatch(/policy-violation|invalid-from/);
+      }
+      // Not even on a stream whose header named no partner yet.
+      const p = await connect();
+      p.sendHeader({ to: 'gw.test' });
+      await p.header();
+      await p.features();
+      p.dialbackResult('evil.test', 'gw.test', 'key');
+      await p.expectStreamError();
+      await partnerStillServed();
+      expect(trapped).toBe(0);
+    });
+  });
+
+  describe('TLS', () => {
+    it('TLS stripping: a TLS-Required partner gets nothing in plaintext (dialback, SASL, stanzas)', async () => {
+      const db = await afterHeader('tls.test');
+      db.dialbackResult('tls.test', 'gw.test', 'key');
+      expect((await db.expectStreamError()).condition).toBe('policy-violation');
+      const sasl = await afterHeader('tls.test');
+      sasl.sendRaw(`<auth xmlns='${NS_SASL}' mechanism='EXTERNAL'>=</auth>`);
+      expect(localNameOf(await sasl.next())).toBe('failure');
+      expect((await sasl.expectStreamError()).condition).toBe('policy-violation');
+      const stanza = await afterHeader('tls.test');
+      stanza.sendRaw("<message from='a@tls.test' to='b@gw.test'/>");
+      expect((await stanza.expectStreamError()).condition).toBe('not-authorized');
+      expect(trapped).toBe(0);
+      await partnerStillServed();
+    });
+
+    it('plaintext after <starttls/> in the same packet, against a TLS-Required partner: no <proceed/>', async () => {
+      const p = await afterHeader('tls.test');
+      p.sendRaw(`<starttls xmlns='${NS_TLS}'/><auth xmlns='${NS_SASL}' mechanism='EXTERNAL'>=</auth>`);
+      const err = await p.expectStreamError();
+      expect(err.condition).toBe('policy-violation');
+      expect(p.received.some((r) => localNameOf(r.el) === 'proceed')).toBe(false);
+    });
+  });
+
+  describe('stream and connection churn', () => {
+    it('a header whose stream prefix is bound to another namespace ⇒ invalid-namespace (RFC 6120 section 4.8.1)', async () => {
+      const p = await connect();
+      p.sendRaw("<stream:stream xmlns='jabber:server' xmlns:stream='urn:not-streams' from='db.test' to='gw.test' version='1.0'>");
+      await p.header();
+      expect((await p.expectStreamError()).condition).toBe('invalid-namespace');
+    });
+
+    it('500 rapid connect/close cycles (some mid-header, some mid-TLS) leave no stream or slot behind', async () => {
+      const header = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='db.test' to='gw.test' version='1.0'>";
+      for (let round = 0; round < 10; round++) {
+        await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+          const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: `127.0.0.${100 + (i % 20)}` });
+          s.on('error', () => {});
+          s.resume();
+          await new Promise((r) => s.once('connect', r));
+          if (i % 3 === 1) s.write(header.slice(0, 40 + i));
+          if (i % 3 === 2) s.write(`${header}<starttls xmlns='${NS_TLS}'/>`);
+          if (i % 2 === 0) s.destroy();
+          else s.end();
+        }));
+      }
+      const inbound = () => [...gw.gateway.streams].filter((x) => x.direction === 'inbound');
+      const clean = await eventually(() => inbound().length === 0, 5000);
+      expect(clean, `${inbound().length} inbound streams left`).toBe(true);
+      // No unauthenticated slot leaked: 20 more from one address fit (maxUnauthenticatedConnectionsPerAddress is 32).
+      const again = await Promise.all(Array.from({ length: 20 }, () => idle(gw.port, '127.0.0.100')));
+      expect(await eventually(() => inbound().length === 20, 2000)).toBe(true);
+      for (const s of again) s.destroy();
+      await partnerStillServed();
+    });
+  });
+
+  describe('flow control', () => {
+    it('an authenticated peer that stops reading is paused, not dropped, and gets every answer once it reads', async () => {
+      const p = await authenticated();
+      const stream = [...gw.gateway.streams].find((x) => x.direction === 'inbound' && x.remotePort === p.tcp.localPort)!;
+      const socketOf = (x: object) => (x as { socket: net.Socket }).socket;
+      p.tcp.pause(); // stop reading
+      const n = 100_000;
+      const received = p.received.length;
+      let batch = '';
+      for (let i = 0; i < n; i++) {
+        batch += `<db:verify from='db.test' to='gw.test' id='q${i}'>k</db:verify>`;
+        if (batch.length > 60_000 || i === n - 1) {
+          p.tcp.write(batch);
+          batch = '';
+        }
+      }
+      // Once the kernel buffers are full and 64 KiB of answers wait, the gateway stops reading.
+      let seen = -1;
+      const stopped = await eventually(() => {
+        const still = stream.bytesIn === seen && socketOf(stream).isPaused();
+        seen = stream.bytesIn;
+        return still;
+      }, 15_000, 500);
+      expect(stopped, 'the gateway never stopped reading').toBe(true);
+      expect(stream.bytesIn).toBeLessThan(n * 60); // it did not read everything
+      expect(stream.closed).toBe(false);
+      expect(socketOf(stream).writableLength).toBeLessThan(256 * 1024);
+      p.tcp.resume();
+      expect(await eventually(() => p.received.length >= received + n, 20_000)).toBe(true);
+      const ids = p.received.slice(received).map((r) => r.el.attrs.id);
+      expect(ids).toEqual(Array.from({ length: n }, (_, i) => `q${i}`));
+      expect(p.closedAlready).toBe(false);
+      await ping(p, 'after-flow-control');
+    }, 45_000);
   });
 });
