@@ -331,8 +331,15 @@ export abstract class S2SStream implements StreamParserHandler {
     this.socket.destroy();
   }
 
-  private socketError(_err: Error): void {
-    // 'close' follows; nothing else to do. Errors of peers that vanish are normal on s2s.
+  private socketError(err: Error & { code?: string }): void {
+    // Usually 'close' follows and there is nothing else to do: peers that vanish are normal on
+    // s2s. Not after a renegotiation attempt: Node only reports it (disableRenegotiation(), see
+    // XEP-0344) and the connection would go on under a certificate nobody checked.
+    if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' && !this.closed) {
+      const text = 'TLS renegotiation is not allowed (XEP-0344)';
+      this.reportRefusal?.('tlsRenegotiation', 'policy-violation', text);
+      this.destroy(new StreamError('policy-violation', text));
+    }
   }
 
   private isReleased = false;

@@ -17,6 +17,7 @@
  *  - memory per never-reading peer: hostile-memory.test.ts.
  */
 import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { NS_DIALBACK, NS_SASL, NS_TLS } from '../../src/xml/namespaces.js';
@@ -400,6 +401,23 @@ describe('hostile peers', () => {
       stanza.sendRaw("<message from='a@tls.test' to='b@gw.test'/>");
       expect((await stanza.expectStreamError()).condition).toBe('not-authorized');
       expect(trapped).toBe(0);
+      await partnerStillServed();
+    });
+
+    it('a TLS renegotiation attempt (TLS 1.2) is refused and the connection dropped', async () => {
+      const p = await afterHeader();
+      const info = await p.starttls({ maxVersion: 'TLSv1.2' });
+      expect(info.protocol).toBe('TLSv1.2');
+      p.restart();
+      await p.header();
+      await p.features();
+      const tlsSocket = p.socket as TLSSocket;
+      const before = gw.logs.length;
+      tlsSocket.renegotiate({ rejectUnauthorized: false }, () => {});
+      // The gateway drops the connection at once (well before the 2 s establishment deadline).
+      const line = await refusalLogged((l) => gw.logs.indexOf(l) >= before && l.partner === 'db.test', 1500);
+      expect(line).toMatchObject({ rule: 'tlsRenegotiation', condition: 'policy-violation' });
+      await p.closed(3000);
       await partnerStillServed();
     });
 
