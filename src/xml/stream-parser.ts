@@ -202,6 +202,8 @@ export class StreamParser {
   private readonly carry = Buffer.alloc(4);
   private carryLen = 0;
   private carryNeed = 0;
+  /** From the first invalid UTF-8 byte of the chunk being written to its end. */
+  private badRest: Buffer | null = null;
 
   // --- control ---
   private failure: StreamError | null = null;
@@ -321,6 +323,13 @@ export class StreamParser {
     }
     const s = this.decode(chunk);
     if (s !== null && s.length > 0) this.scan(s);
+    const bad = this.badRest;
+    if (bad !== null) {
+      this.badRest = null;
+      if (this.failure !== null) return;
+      if (this.isPaused || this.isHeld) this.pending.push(bad); // reported when parsing goes on
+      else this.badUtf8();
+    }
   }
 
   /**
@@ -502,6 +511,7 @@ export class StreamParser {
       start = take;
     }
     let end = n;
+    let bad = -1;
     if (end > start && buf[end - 1]! >= 0x80) {
       // Hold back an incomplete trailing sequence (lead byte + fewer continuation bytes than it needs).
       const lim = end - 4 > start ? end - 4 : start;
@@ -511,15 +521,24 @@ export class StreamParser {
       if (b >= 0xc0) {
         const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
         if (end - j < need) {
-          if (b >= 0xf5 || b === 0xc0 || b === 0xc1) return this.badUtf8();
-          for (let k = j; k < end; k++) this.carry[this.carryLen++] = buf[k]!;
-          this.carryNeed = need;
-          end = j;
+          if (b >= 0xf5 || b === 0xc0 || b === 0xc1) {
+            bad = end = j;
+          } else {
+            for (let k = j; k < end; k++) this.carry[this.carryLen++] = buf[k]!;
+            this.carryNeed = need;
+            end = j;
+          }
         }
       }
     }
+    if (end > start && !isUtf8(start === 0 && end === n ? buf : buf.subarray(start, end))) bad = end = firstInvalidUtf8(buf, start, end);
+    if (bad >= 0) {
+      // The text before the first bad byte is parsed first, as if the chunk had ended there, so
+      // the verdict and the elements delivered do not depend on how the bytes were chunked.
+      this.carryLen = 0;
+      this.badRest = Buffer.from(buf.subarray(bad));
+    }
     if (end === start) return head;
-    if (!isUtf8(start === 0 && end === n ? buf : buf.subarray(start, end))) return this.badUtf8();
     const body = buf.toString('utf8', start, end);
     return head === '' ? body : head + body;
   }
@@ -1141,6 +1160,37 @@ function checkDeclaration(decl: string): [StreamCondition, string] | null {
   const encoding = m[3] ?? m[4];
   if (encoding !== undefined && !/^utf-?8$/i.test(encoding)) return ['unsupported-encoding', `encoding ${encoding}`];
   return null;
+}
+
+/** Index of the first byte in [i, end) that does not start a valid UTF-8 sequence (RFC 3629); `i` if none is found. */
+function firstInvalidUtf8(b: Buffer, i: number, end: number): number {
+  const from = i;
+  while (i < end) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f; // no surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    if (i + need >= end) return i; // incomplete
+    const c1 = b[i + 1]!;
+    if (c1 < lo || c1 > hi) return i;
+    for (let k = 2; k <= need; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
+    i += need + 1;
+  }
+  return from; // isUtf8() disagreed: be conservative, nothing of the range is parsed
 }
 
 function handlerError(e: unknown): StreamError {

@@ -407,6 +407,27 @@ describe('StreamParser: UTF-8', () => {
     }
   });
 
+  // Found by the fuzzer (test/fuzz): UTF-8 was validated per chunk before scanning, so a bad byte
+  // later in the same chunk hid an earlier syntax error and dropped the elements before it.
+  it('parses what precedes an invalid byte first: same verdict and elements however it is chunked', () => {
+    const input = Buffer.concat([bytes(`${HEADER}<a/><b/>`), Buffer.from([0xff]), bytes('<c/>')]);
+    for (const size of [undefined, 1, 7]) {
+      const r = parse(input, {}, size);
+      expect(r.events, `chunks of ${size ?? 'all'}`).toEqual(['start', 'el <a/>', 'el <b/>', 'error unsupported-encoding']);
+    }
+    const syntaxFirst = Buffer.concat([bytes(`?xml version='1.0'?>${BARE_HEADER}`), Buffer.from([0x80, 0xa8])]);
+    expect(conditionOf(syntaxFirst)).toBe('not-well-formed');
+    expect(conditionOf(syntaxFirst, {}, 1)).toBe('not-well-formed');
+  });
+
+  it('an invalid byte after a hold() in the same chunk is reported once parsing goes on', () => {
+    const r = record({}, { element() { r.parser.hold(); } });
+    feed(r.parser, Buffer.concat([bytes(`${HEADER}<a/>`), Buffer.from([0xc0, 0xaf])]));
+    expect(r.events).toEqual(['start', 'el <a/>']);
+    r.parser.release();
+    expect(r.events).toEqual(['start', 'el <a/>', 'error unsupported-encoding']);
+  });
+
   it('rejects an encoded U+FFFE split across chunks', () => {
     const input = Buffer.concat([bytes(`${HEADER}<message>`), Buffer.from([0xef, 0xbf, 0xbe]), bytes('</message>')]);
     for (let at = input.length - 14; at < input.length - 9; at++) {
