@@ -278,6 +278,9 @@ export abstract class S2SStream implements StreamParserHandler {
   }
 
   private adopt(tlsSocket: TLSSocket): void {
+    // A new stream document starts on TLS (RFC 6120 section 5.4.3.3): an error before our next
+    // header must be preceded by one (section 4.9.1.1), like on a fresh connection.
+    this.headerSent = false;
     this.socket = tlsSocket;
     this.listen(tlsSocket);
   }
@@ -288,6 +291,7 @@ export abstract class S2SStream implements StreamParserHandler {
    * parsing resumes on the next tick (the parser refuses re-entrant resume()).
    */
   protected restartParser(): void {
+    this.headerSent = false; // as after TLS (see adopt())
     this.parser.reset();
     process.nextTick(() => {
       if (!this.closed) this.parser.resume();

@@ -1,6 +1,7 @@
 /**
  * Run parameters for the open-ended fuzz run: FUZZ_SECONDS (set by run.mjs from `--seconds`) is
- * shared out between the properties of each file; FUZZ_SEED replays a reported failure.
+ * shared out between the properties of each file (the files run side by side, one per fork);
+ * FUZZ_SEED replays a reported failure.
  */
 import type { Parameters } from 'fast-check';
 

@@ -6,7 +6,8 @@
  *  - hold/pause: stopping inside handlers at random elements and going on later changes nothing;
  *  - mutation: random byte mutations of a valid stream never make write() throw, and end in
  *    valid elements or exactly one StreamError with a condition the parser may raise, after
- *    which nothing more is reported; the events before the error do not depend on chunking;
+ *    which nothing more is reported; the events, and whether it ends in an error, do not depend
+ *    on chunking (which of two defects of one element is named may);
  *  - caps: no element larger than maxStanzaBytes, deeper than maxDepth or with more attributes
  *    than maxAttributes is ever delivered, nor a header larger than maxHeaderBytes.
  */
@@ -260,7 +261,7 @@ export function parserProperties(): NamedProperty[] {
     },
   ));
 
-  add('mutated streams: write() never throws; valid elements or exactly one known StreamError; chunking only moves limit errors', fc.property(
+  add('mutated streams: write() never throws; valid elements or exactly one known StreamError; the same outcome however chunked', fc.property(
     validStream.chain((buf) => fc.tuple(fc.array(mutation, { minLength: 1, maxLength: 5 }).map((ms) => mutate(buf, ms)), fc.option(smallLimits, { nil: undefined }))).chain(([buf, limits]) => fc.tuple(fc.constant(buf), fc.constant(limits), cuts(buf.length))),
     ([buf, limits, at]) => {
       const opts = limits ?? {};
@@ -276,7 +277,10 @@ export function parserProperties(): NamedProperty[] {
         if (JSON.stringify(whole.events.slice(0, n)) !== JSON.stringify(parts.events.slice(0, n))) throw new Error('events before a limit error differ with chunking');
         return;
       }
-      if (JSON.stringify(whole.events) !== JSON.stringify(parts.events) || whole.errors[0]?.condition !== parts.errors[0]?.condition) {
+      // The same events and the same verdict. One broken element with two defects (say an
+      // undeclared prefix in its start tag and a NUL further on) may be reported by either
+      // condition: ltx sees an unfinished element at the end of each chunk, the scanner first.
+      if (JSON.stringify(whole.events) !== JSON.stringify(parts.events) || (whole.errors.length === 0) !== (parts.errors.length === 0)) {
         throw new Error(`chunking changes the outcome\nwhole: ${JSON.stringify(whole.events)} ${whole.errors[0]?.condition}\nparts: ${JSON.stringify(parts.events)} ${parts.errors[0]?.condition}\ninput: ${JSON.stringify(buf.toString('latin1'))}`);
       }
     },

@@ -7,7 +7,8 @@
  *  - 16 authenticated by dialback pipeline db:verify with ids of a legal length, and the
  *    already-valid db:result of their own pair (both answered at once, neither ever read).
  * Each may cost the gateway at most 256 KiB of retained memory (heap plus buffers), whatever it
- * sends; before the fix every one of them queued megabytes of answers.
+ * sends; before the fix every one of them queued megabytes of answers. Then rapid connect/close
+ * churn must leave the retained memory back near its baseline.
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -125,5 +126,35 @@ describe('peers that never read', () => {
     console.log(`hostile-memory: retained ${(perConnection / 1024).toFixed(0)} KiB, RSS ${(rssPerConnection / 1024).toFixed(0)} KiB per connection; ${loaded.streams} streams open`);
     expect(perConnection).toBeLessThan(MAX_RETAINED_PER_CONNECTION);
     for (const s of sockets) s.destroy();
+  }, 60_000);
+
+  it('2,000 rapid connect/close cycles leave no stream behind and memory back near the baseline', async () => {
+    await sleep(300);
+    const base = await settled();
+    const header = HEADER.replace(/ version='1.0'>$/, '>');
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+        const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: `127.0.0.${10 + (i % 10)}` });
+        s.on('error', () => {});
+        s.resume();
+        await new Promise((r) => s.once('connect', r));
+        if (i % 4 === 1) s.write(header.slice(0, 30 + i));
+        if (i % 4 === 2) s.write(`${header}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
+        if (i % 4 === 3) s.write(`${header}<db:verify from='db.test' to='gw.test' id='c${i}'>k</db:verify>`);
+        await new Promise((r) => setImmediate(r));
+        if (i % 2 === 0) s.destroy();
+        else s.end();
+      }));
+    }
+    let after = await gw.memory();
+    for (let i = 0; i < 40 && after.streams > base.streams; i++) {
+      await sleep(100);
+      after = await gw.memory();
+    }
+    expect(after.streams).toBeLessThanOrEqual(base.streams);
+    const retained = (m: MemorySample): number => m.heapUsed + m.external;
+    const growth = retained(after) - retained(base);
+    console.log(`hostile-memory: after 2,000 connect/close cycles retained memory grew by ${(growth / 1024).toFixed(0)} KiB`);
+    expect(growth).toBeLessThan(2 * 1024 * 1024); // less than a kilobyte per connection ever made
   }, 60_000);
 });

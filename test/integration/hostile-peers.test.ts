@@ -421,6 +421,30 @@ describe('hostile peers', () => {
       await partnerStillServed();
     });
 
+    // Found by the negotiation fuzzer: after a restart the gateway sent <stream:error> without
+    // a header for the new stream document, which the peer cannot parse.
+    it('a restart (TLS, then SASL) followed by something other than a header: our header, then the error', async () => {
+      const afterTls = await afterHeader();
+      await afterTls.starttls();
+      afterTls.sendRaw(`<starttls xmlns='${NS_TLS}'/>`);
+      expect((await afterTls.header()).from).toBe('gw.test');
+      expect((await afterTls.expectStreamError()).condition).toBe('invalid-namespace');
+      expect(afterTls.parseError).toBeNull();
+
+      const afterSasl = await afterHeader('tls.test');
+      const c = pki.issue({ domain: 'tls.test' });
+      await afterSasl.starttls({ cert: c.certPem, key: c.keyPem });
+      afterSasl.restart();
+      await afterSasl.header();
+      await afterSasl.features();
+      expect(localNameOf(await afterSasl.saslExternal())).toBe('success');
+      afterSasl.sendRaw("<message from='a@tls.test' to='b@gw.test'/>");
+      expect((await afterSasl.header()).from).toBe('gw.test');
+      expect((await afterSasl.expectStreamError()).condition).toBe('invalid-namespace');
+      expect(afterSasl.parseError).toBeNull();
+      await partnerStillServed();
+    });
+
     it('plaintext after <starttls/> in the same packet, against a TLS-Required partner: no <proceed/>', async () => {
       const p = await afterHeader('tls.test');
       p.sendRaw(`<starttls xmlns='${NS_TLS}'/><auth xmlns='${NS_SASL}' mechanism='EXTERNAL'>=</auth>`);
