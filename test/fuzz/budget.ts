@@ -1,6 +1,7 @@
 /**
  * Run parameters for the open-ended fuzz run: FUZZ_SECONDS (set by run.mjs from `--seconds`) is
- * shared out between the properties of each file (the files run side by side, one per fork);
+ * shared out between the files (half each: they may run one after the other) and between the
+ * properties of a file;
  * FUZZ_SEED replays a reported failure.
  */
 import type { Parameters } from 'fast-check';

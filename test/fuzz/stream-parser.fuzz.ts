@@ -8,7 +8,7 @@ const props = parserProperties();
 describe('StreamParser properties (fast-check, time-boxed)', () => {
   for (const p of props) {
     it(p.name, () => {
-      fc.assert(p.property, timeBudget(props.length, 1));
+      fc.assert(p.property, timeBudget(props.length, 0.5));
     });
   }
 });
