@@ -13,7 +13,7 @@
  * rate = N / (time the N-th reply was counted − time of the first write).
  * CPU = utime+stime of the server process (/proc/PID/stat, all threads) over the same interval.
  *
- * Auth modes (peers.md): 'dialback' (no TLS, XEP-0220 both ways) and 'external' (STARTTLS + SASL
+ * Auth modes (docs/peers.md): 'dialback' (no TLS, XEP-0220 both ways) and 'external' (STARTTLS + SASL
  * EXTERNAL both ways, certificates from one test CA).
  *
  * Before each measured flood a warm-up ping and message go through the same stream and their
@@ -92,7 +92,7 @@ const WRITE_CHUNK = 64 * 1024;
 /** A server that sends no reply for this long has dropped some: the run fails. */
 const IDLE_MS = 15_000;
 
-/** The partner record for flood.test matching each auth mode (peers.md mode table, gateway side). */
+/** The partner record for flood.test matching each auth mode (docs/peers.md mode table, gateway side). */
 const PARTNER_RECORD: Record<Auth, string> = {
   dialback: 'TlsNegotiation: NotSupported\n  SaslNegotiation: NotSupported\n  SupportDialbackNegotiation: true\n  EnableKeepAlive: false',
   external: 'TlsNegotiation: Required\n  SaslNegotiation: Required\n  SupportDialbackNegotiation: false\n  EnableKeepAlive: false',

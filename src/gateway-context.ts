@@ -6,6 +6,9 @@
 import type { GatewayConfig } from './config/schema.js';
 import type { Logger } from './log.js';
 import type { PartnerList } from './policy/partner-list.js';
+import type { ApprovalCheck } from './routing/decide.js';
+import type { Realm } from './routing/realm.js';
+import type { StanzaErrorCondition } from './routing/stanza-errors.js';
 import type { ConnectionLimits } from './stream/connection-limits.js';
 import type { S2SStream } from './stream/s2s-stream.js';
 import type { StreamAuth } from './stream/stream-info.js';
@@ -18,6 +21,8 @@ export interface StreamEvents {
   opened(stream: S2SStream): void;
   /** A refusal (stream error, SASL failure or dialback error) and the rule that caused it. */
   refused(stream: S2SStream, partner: string | null, rule: string, condition: string, text: string): void;
+  /** The hot-path decision answered a stanza with an error instead of delivering it. */
+  stanzaRefused(stream: S2SStream, partner: string, rule: string, condition: string, text: string): void;
   authenticated(stream: S2SStream, partner: string, domain: string, method: StreamAuth): void;
   closed(stream: S2SStream): void;
 }
@@ -25,6 +30,8 @@ export interface StreamEvents {
 /** Verifies a dialback key with the partner's authoritative server (XEP-0220 section 2.1.2). */
 export interface DialbackVerification {
   verify(request: {
+    /** The realm of the stream that asks: its record says where the authoritative server is. */
+    realm: Realm;
     localDomain: string;
     remoteDomain: string;
     streamId: string;
@@ -34,9 +41,15 @@ export interface DialbackVerification {
   }): Promise<{ result: 'valid' | 'invalid' } | { result: 'error'; condition: 'remote-server-not-found' | 'remote-connection-failed' | 'remote-server-timeout' | 'resource-constraint' | 'policy-violation'; text: string }>;
 }
 
-/** Where authenticated inbound stanzas go (the local responder until the relay exists). */
+/**
+ * Where authenticated stanzas go once the hot-path decision let them through (routing/router.ts
+ * relays them; routing/local-responder.ts answers them when no internal server is configured).
+ */
 export interface InboundStanzaSink {
+  /** `raw` is the stanza's exact source text when it can be forwarded unchanged. */
   deliver(stanza: Element, raw: string | undefined, from: string, to: string, stream: S2SStream): void;
+  /** The decision refused the stanza: answer its sender with a stanza error. */
+  bounce(stanza: Element, from: string, to: string, condition: StanzaErrorCondition, text: string, stream: S2SStream): void;
 }
 
 export interface GatewayContext {
@@ -52,7 +65,8 @@ export interface GatewayContext {
   readonly events: StreamEvents;
   readonly log: Logger;
   readonly verifier: DialbackVerification;
-  readonly inbound: InboundStanzaSink;
+  /** Trust-tier approvals (docs/design.md section 5 step 4), read on the hot path. */
+  readonly approvals: ApprovalCheck;
   /** Domains whose servers advertised dialback `<errors/>` (XEP-0220 section 2.4.2) to us. */
   readonly dialbackErrorsSupported: Set<string>;
 }

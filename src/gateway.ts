@@ -15,11 +15,16 @@ import type { GatewayContext, StreamEvents } from './gateway-context.js';
 import { createLogger, type Logger } from './log.js';
 import { DialbackVerifier } from './negotiation/dialback-verifier.js';
 import { listen, type Listener } from './net/listener.js';
+import { DnsView } from './net/dns-view.js';
 import { Resolver } from './net/resolver.js';
 import { PartnerReloader } from './policy/partner-reloader.js';
+import { FileApprovalStore } from './policy/approvals.js';
 import { PartnerStore } from './policy/partner-store.js';
 import { LocalResponder } from './routing/local-responder.js';
-import { OutboundPool } from './routing/outbound-pool.js';
+import { OutboundPool, type PoolLimits } from './routing/outbound-pool.js';
+import { internalRealm, partnerRealm, type Realm } from './routing/realm.js';
+import { Router } from './routing/router.js';
+import { DeliveryBarriers } from './routing/delivery-barriers.js';
 import { ConnectionLimits } from './stream/connection-limits.js';
 import { InboundStream } from './stream/inbound-stream.js';
 import { now, type S2SStream } from './stream/s2s-stream.js';
@@ -39,35 +44,51 @@ export interface Gateway {
   readonly streams: ReadonlySet<S2SStream>;
   readonly reloader: PartnerReloader;
   readonly metrics: GatewayMetrics;
+  /** The internal s2s listener (null without an `internal` section). */
+  readonly internalListener: Listener | null;
+  /** The internal DNS view (null without `internal.dns`). */
+  readonly dnsView: DnsView | null;
   close(): Promise<void>;
 }
 
-/** `xmpp-gateway serve`: runs until SIGINT/SIGTERM; SIGHUP reloads the partner list. */
+/** `xmpp-gateway serve`: runs until SIGINT/SIGTERM or `xmpp-gateway stop`; SIGHUP reloads the partner list. */
 export async function serve(configPath: string): Promise<number> {
   const log = createLogger();
   const config = await loadGatewayConfig(configPath, (msg) => log.warn('config.warning', { message: msg }));
-  const gateway = await startGateway(config, log);
+  let requestStop = (_by: string) => {};
+  const gateway = await startGateway(config, log, { onStopRequest: () => requestStop('POST /stop') });
   process.on('SIGHUP', () => {
     log.info('partners.reload-requested', { by: 'SIGHUP' });
     void gateway.reloader.reload(true);
   });
   return new Promise((resolve) => {
+    let stopping = false;
     const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
       log.info('gateway.stopping', { signal });
       void gateway.close().then(() => resolve(0));
     };
+    requestStop = stop;
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
 }
 
-export async function startGateway(config: GatewayConfig, log: Logger = createLogger()): Promise<Gateway> {
+/** The text shown in the log and in status while the partner list is empty. */
+export const NO_PARTNERS_WARNING = '0 partners: all federation refused';
+
+export async function startGateway(config: GatewayConfig, log: Logger = createLogger(), opts: { onStopRequest?: () => void } = {}): Promise<Gateway> {
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
 
-  const store = new PartnerStore(config.partners);
+  // Trust-tier approvals survive restarts; a corrupt file stops the start with one line.
+  const approvals = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
+  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
   const reloader = new PartnerReloader(store, config.localStore, config.reloadDebounceMs);
   await reloader.start();
+  log.info('partners.loaded', { partners: reloader.current.size, file: config.partners });
+  if (reloader.current.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING });
 
   const streams = new Set<S2SStream>();
   const liveStreams = { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) };
@@ -85,7 +106,6 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);
 
-  let pool: OutboundPool;
   const ctx: GatewayContext = {
     config,
     partners: () => reloader.current,
@@ -97,37 +117,99 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     events,
     log,
     verifier: new DialbackVerifier(() => ctx, resolver, () => config.streamEstablishmentTimeoutSeconds * 1000),
-    inbound: new LocalResponder(() => pool, log),
+    approvals,
     dialbackErrorsSupported: new Set(),
   };
-  pool = new OutboundPool(ctx, resolver);
+
+  // The two realms and their outbound pools (docs/design.md section 1). Without an internal server the
+  // partner realm's stanzas go to the local responder; with one, the router relays both ways.
+  const poolLimits: PoolLimits = {
+    maxQueuedStanzas: config.queues.maxStanzas,
+    maxQueuedBytes: config.queues.maxBytes,
+    reconnectMinMs: config.queues.reconnectMinMs,
+    reconnectMaxMs: config.queues.reconnectMaxMs,
+    confirmEveryStanzas: config.queues.confirmEveryStanzas,
+    confirmIntervalMs: config.queues.confirmIntervalMs,
+    confirmTimeoutMs: config.queues.confirmTimeoutMs,
+    maxUnconfirmed: config.queues.maxUnconfirmed,
+  };
+  const barriers = new DeliveryBarriers();
+  const poolCounters = (realm: 'partners' | 'internal') => ({
+    unconfirmed: (n: number) => metrics.unconfirmed.inc([realm], n),
+    resent: (n: number) => metrics.resent.inc([realm], n),
+  });
+  const unrouted = { deliver: () => {}, bounce: () => {} };
+  const partners = partnerRealm({ localDomains: ctx.localDomains, partners: ctx.partners, defaultDomain: tls.defaultDomain, sink: unrouted });
+  // Delivery barriers confirm relayed stanzas; the gateway's own answers (no internal server) need none.
+  const partnerPool = new OutboundPool(partners, ctx, resolver, config.internal ? barriers : null, poolLimits, poolCounters('partners'));
+  let internal: Realm | null = null;
+  let internalPool: OutboundPool | null = null;
+  if (config.internal) {
+    internal = internalRealm({ localDomains: ctx.localDomains, partners: ctx.partners, server: config.internal.server, requireTls: config.internal.requireTls, sink: unrouted });
+    internalPool = new OutboundPool(internal, ctx, resolver, barriers, poolLimits, poolCounters('internal'));
+    const router = new Router(partnerPool, internalPool, approvals, barriers, {
+      bounced: (realm, condition) => metrics.bounces.inc([realm, condition]),
+      lost: (realm, condition) => metrics.lost.inc([realm, condition]),
+    }, log, config.queues.drainTimeoutMs);
+    partners.sink = router.fromPartner;
+    internal.sink = router.fromInternal;
+  } else {
+    partners.sink = new LocalResponder(() => partnerPool, barriers, log);
+  }
 
   const supervisor = new StreamSupervisor(streams, config, limits, events.refused);
   metrics.partners.set(reloader.current.size);
-  reloader.on('reloaded', (list) => {
+  reloader.on('reloaded', (list, previous) => {
     metrics.reloads.inc(['ok']);
     metrics.partners.set(list.size);
     log.info('partners.reloaded', { partners: list.size });
+    if (list.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING, before: previous.size });
     supervisor.recheck(list);
+    // docs/design.md section 6: what waits for a removed partner is bounced, in both directions.
+    const removed = 'the partner was removed from the allowed-partner list';
+    partnerPool.drop((_ours, peer) => !list.partnerFor(peer), 'remote-server-not-found', removed);
+    internalPool?.drop((ours) => !list.partnerFor(ours), 'remote-server-not-found', removed);
   });
   reloader.on('failed', (err) => {
     metrics.reloads.inc(['error']);
-    // The previous list stays in force (design.md section 6); the message names file, line, field.
+    // The previous list stays in force (docs/design.md section 6); the message names file, line, field.
     log.error('partners.reload-failed', { error: err.message });
   });
 
   const listeners: Listener[] = [];
+  let internalListener: Listener | null = null;
+  let dnsView: DnsView | null = null;
   let admin: AdminServer | null = null;
   try {
     for (const l of config.listen) {
-      listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, l.directTls)));
+      listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, partners, l.directTls)));
       log.info('gateway.listening', { host: l.host, port: listeners[listeners.length - 1]!.port, directTls: l.directTls, domains: [...ctx.localDomains] });
+    }
+    if (config.internal && internal) {
+      const realm = internal;
+      internalListener = await listen(config.internal.listen.host, config.internal.listen.port, (socket: Socket) => new InboundStream(socket, ctx, realm));
+      listeners.push(internalListener);
+      log.info('internal.listening', { host: config.internal.listen.host, port: internalListener.port, server: `${config.internal.server.host}:${config.internal.server.port}` });
+      if (config.internal.dns) {
+        // Every allowed partner domain resolves to the internal listener, everything else is
+        // NXDOMAIN; the predicate reads the partner snapshot per query, so reloads apply at once.
+        dnsView = await DnsView.start({
+          host: config.internal.dns.host,
+          port: config.internal.dns.port,
+          target: { host: config.internal.listen.host, port: internalListener.port },
+          isPartnerDomain: (domain) => realm.speaksAs(domain),
+          log,
+        });
+        log.info('internal.dns-listening', { host: dnsView.host, port: dnsView.port });
+      }
     }
     admin = await startAdmin();
   } catch (err) {
     // A port that cannot be bound must not leave the others open (the process would hang).
     reloader.stop();
     await Promise.all(listeners.map((l) => l.close()));
+    await dnsView?.close();
+    await approvals.close();
     throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
       ? new ConfigError(`cannot listen: ${(err as Error).message}`, config.file, undefined, 'listen')
       : err;
@@ -140,11 +222,18 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
         port: config.admin.listen.port,
         streams: liveStreams,
         metrics,
-        partnersInfo: () => ({ count: reloader.current.size, file: config.partners, lastReloadError: reloader.lastError?.message ?? null }),
+        approvals,
+        partnersInfo: () => ({
+          count: reloader.current.size,
+          file: config.partners,
+          lastReloadError: reloader.lastError?.message ?? null,
+          warning: reloader.current.size === 0 ? NO_PARTNERS_WARNING : null,
+        }),
         reload: async () => {
           await reloader.reload(true);
-          return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true };
+          return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: config.partners };
         },
+        ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
       })
     : null;
   }
@@ -158,9 +247,14 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     streams,
     reloader,
     metrics,
+    internalListener,
+    dnsView,
     async close() {
       supervisor.stop();
       reloader.stop();
+      // Nothing queued is dropped silently at shutdown: it is bounced to its senders first.
+      partnerPool.drainAll('the gateway is shutting down');
+      internalPool?.drainAll('the gateway is shutting down');
       // Stop accepting, then end every stream (RFC 6120 section 4.9.3.17 system-shutdown); the
       // listeners finish closing once their connections are gone.
       const stopped = Promise.all(listeners.map((l) => l.close()));
@@ -171,6 +265,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       }, SHUTDOWN_GRACE_MS);
       await stopped;
       clearTimeout(grace);
+      await dnsView?.close();
+      await approvals.close();
       await admin?.close();
     },
   };
@@ -183,6 +279,10 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
       streams.add(stream);
       // Drops the transport decides (unread output, failed TLS handshake) are refusals too.
       stream.reportRefusal = (rule, condition, text) => events.refused(stream, stream.info().partner, rule, condition, text);
+    },
+    stanzaRefused(stream, partner, rule, condition, text) {
+      metrics.stanzaRefusals.inc([partner, rule, condition]);
+      log.info('stanza.refused', { stream: stream.connectionId, direction: stream.direction, partner, rule, condition, text });
     },
     refused(stream, partner, rule, condition, text) {
       metrics.refusals.inc([partner ?? NO_PARTNER, rule, condition]);
@@ -227,3 +327,4 @@ async function ensureCertificates(config: GatewayConfig, log: Logger): Promise<v
 async function exists(path: string): Promise<boolean> {
   return access(path).then(() => true, () => false);
 }
+

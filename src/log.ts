@@ -1,5 +1,5 @@
 /**
- * Structured logs: one JSON object per line on stderr (design.md section 8). Message bodies
+ * Structured logs: one JSON object per line on stderr (docs/design.md section 8). Message bodies
  * never reach the log unless `logMessageBodies` is set; callers log events, not stanzas.
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

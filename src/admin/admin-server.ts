@@ -1,13 +1,19 @@
 /**
- * The admin HTTP listener (design.md sections 6 to 8): live streams, Prometheus metrics and a
+ * The admin HTTP listener (docs/design.md sections 6 to 8): live streams, Prometheus metrics and a
  * reload trigger.
  *
  *   GET  /status   application/json  {"streams": [StreamInfo, ...], "partners": partnersInfo()}
  *   GET  /metrics  text/plain; version=0.0.4
  *   POST /reload   application/json  {"ok": true, ...} (200) | {"ok": false, "error": "..."} (422)
+ *   GET  /approvals          {"approvals": [Approval, ...]}, most recently seen first
+ *   POST /approvals/revoke   body {"local": JID, "remote"?: JID} ⇒ {"revoked": N} once saved;
+ *                            400 {"error": "..."} naming the field at fault
+ *   (the /approvals paths exist only when the server is given an approvals store; else 404)
+ *   POST /stop     application/json  {"ok": true} (202), then the gateway shuts down (`xmpp-gateway stop`)
  *
  * SECURITY: this listener has NO authentication and NO TLS. Anyone who can connect to it can
- * read every live stream (partner, addresses, counters) and trigger reloads. It is meant to be
+ * read every live stream (partner, addresses, counters), trigger reloads, and read and revoke
+ * approvals. It is meant to be
  * bound to loopback (127.0.0.1 / ::1, the default in gateway.yaml examples) and reached by the
  * local `xmpp-gateway status` and a local Prometheus. It must never be bound to a public or
  * shared address unless a proxy that authenticates (and terminates TLS) stands in front of it.
@@ -23,8 +29,10 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { BlockList, isIP, type AddressInfo } from 'node:net';
-import { GatewayError } from '../errors.js';
+import { GatewayError, UsageError } from '../errors.js';
+import type { ApprovalStore } from '../policy/approvals.js';
 import type { StreamRegistryView } from '../stream/stream-info.js';
+import { parseRevokeRequest } from './approvals-api.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
 
 export interface ReloadResult {
@@ -41,7 +49,11 @@ export interface AdminServerOptions {
   /** Shown under "partners" in /status, e.g. {count, lastReloadError, appliedAt}. */
   partnersInfo: () => object;
   reload: () => Promise<ReloadResult>;
-  /** Largest request body accepted (no route takes a body; this only bounds what is drained). Default 16 KiB. */
+  /** PublicUnverified approvals, served under /approvals; absent: those paths answer 404. */
+  approvals?: ApprovalStore;
+  /** Shuts the gateway down after the answer is sent; absent when the process is not `serve` (501). */
+  stop?: () => void;
+  /** Largest request body accepted, in bytes (POST /approvals/revoke reads it; others drain it). Default 16 KiB. */
   maxBodyBytes?: number;
 }
 
@@ -56,7 +68,7 @@ const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
 /** After close(), keep-alive connections still busy get this long to finish before they are cut. */
 const CLOSE_GRACE_MS = 1_000;
 
-type Route = { method: 'GET' | 'POST'; handle: (res: ServerResponse) => void | Promise<void> };
+type Route = { method: 'GET' | 'POST'; handle: (res: ServerResponse, body: Buffer) => void | Promise<void> };
 
 /** Starts the admin listener on `host:port` (that address only) and resolves once it listens. */
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
@@ -89,7 +101,20 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         else sendJson(res, 422, { ...result, ok: false, error: result.error ?? 'reload failed' });
       },
     },
+    '/stop': {
+      method: 'POST',
+      handle: (res) => {
+        const stop = opts.stop;
+        if (!stop) {
+          sendJson(res, 501, { ok: false, error: 'this gateway was not started by `xmpp-gateway serve` and cannot be stopped from here' });
+          return;
+        }
+        res.once('finish', stop);
+        sendJson(res, 202, { ok: true });
+      },
+    },
   };
+  if (opts.approvals) Object.assign(routes, approvalRoutes(opts.approvals));
 
   const server = createServer({ maxHeaderSize: 8 * 1024 }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
@@ -113,7 +138,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return;
     }
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > maxBody || !(await readBodyWithin(req, maxBody))) {
+    const body = declared > maxBody ? null : await readBodyWithin(req, maxBody);
+    if (body === null) {
       res.setHeader('Connection', 'close');
       sendJson(res, 413, { error: `request body larger than ${maxBody} bytes` });
       return;
@@ -130,7 +156,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       sendJson(res, 405, { error: `${path} takes ${route.method} only` });
       return;
     }
-    await route.handle(res);
+    await route.handle(res, body);
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -163,6 +189,39 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 }
 
+/** GET /approvals and POST /approvals/revoke over `store`. */
+function approvalRoutes(store: ApprovalStore): Record<string, Route> {
+  return {
+    '/approvals': {
+      method: 'GET',
+      handle: (res) => sendJson(res, 200, { approvals: store.list() }),
+    },
+    '/approvals/revoke': {
+      method: 'POST',
+      handle: async (res, body) => {
+        let request;
+        try {
+          request = parseRevokeRequest(body.toString('utf8'));
+        } catch (err) {
+          if (!(err instanceof UsageError)) throw err;
+          sendJson(res, 400, { error: err.message });
+          return;
+        }
+        const revoked = store.revoke(request.local, request.remote);
+        if (revoked > 0) {
+          try {
+            await store.flush();
+          } catch (err) {
+            sendJson(res, 500, { revoked, error: `revoked in memory but not saved: ${firstLine(err)}` });
+            return;
+          }
+        }
+        sendJson(res, 200, { revoked });
+      },
+    },
+  };
+}
+
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {
   res.writeHead(status, {
     'Content-Type': contentType,
@@ -177,22 +236,23 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, JSON_TYPE, JSON.stringify(value));
 }
 
-/** Reads (and drops) the body; false as soon as it exceeds `max` bytes. */
-function readBodyWithin(req: IncomingMessage, max: number): Promise<boolean> {
+/** Reads the body; null as soon as it exceeds `max` bytes. */
+function readBodyWithin(req: IncomingMessage, max: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
-    if (req.readableEnded) return resolve(true);
+    if (req.readableEnded) return resolve(Buffer.alloc(0));
+    const chunks: Buffer[] = [];
     let total = 0;
     const onData = (chunk: Buffer) => {
       total += chunk.length;
       if (total > max) {
         cleanup();
         req.pause();
-        resolve(false);
-      }
+        resolve(null);
+      } else chunks.push(chunk);
     };
     const onEnd = () => {
       cleanup();
-      resolve(true);
+      resolve(Buffer.concat(chunks));
     };
     const onError = (err: Error) => {
       cleanup();
@@ -211,7 +271,7 @@ function readBodyWithin(req: IncomingMessage, max: number): Promise<boolean> {
 
 /** Before a refusal: drains small bodies so the connection stays usable; cuts big ones off. */
 async function discardBody(req: IncomingMessage): Promise<void> {
-  if (!(await readBodyWithin(req, DEFAULT_MAX_BODY_BYTES))) req.socket.destroySoon();
+  if ((await readBodyWithin(req, DEFAULT_MAX_BODY_BYTES)) === null) req.socket.destroySoon();
 }
 
 function firstLine(err: unknown): string {

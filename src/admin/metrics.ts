@@ -5,7 +5,7 @@
  * References: Prometheus "Exposition formats" (text format 0.0.4); Prometheus naming
  * conventions (base units, `_total` for counters, `_seconds` for durations).
  *
- * The hot path (design.md section 5: every stanza, synchronous, O(1)) binds its labels once,
+ * The hot path (docs/design.md section 5: every stanza, synchronous, O(1)) binds its labels once,
  * when a stream is authenticated, and then only increments a field:
  *
  *   const stanzasIn = metrics.stanzas.labels(partner, 'inbound');   // once per stream
@@ -389,7 +389,7 @@ export const NEGOTIATION_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05,
 export const NO_PARTNER = '';
 
 /**
- * The gateway's metrics (design.md section 8), labelled by partner Identity (primary domain).
+ * The gateway's metrics (docs/design.md section 8), labelled by partner Identity (primary domain).
  * Label order is the positional order for `labels(...)` and `inc([...])`.
  */
 export class GatewayMetrics {
@@ -412,8 +412,16 @@ export class GatewayMetrics {
   readonly partners: Gauge;
   /** gw_streams_closed_total{partner,direction,condition}: closed streams; condition is the stream error, or 'none' for a clean close. */
   readonly streamsClosed: Counter;
-  /** gw_stanza_refusals_total{partner,rule,condition}: hot-path denials answered with a stanza error (design.md section 5). */
+  /** gw_stanza_refusals_total{partner,rule,condition}: hot-path denials answered with a stanza error (docs/design.md section 5). */
   readonly stanzaRefusals: Counter;
+  /** gw_relay_bounces_total{realm,condition}: stanzas answered with an error to their sender, by the sender's realm. */
+  readonly bounces: Counter;
+  /** gw_relay_lost_total{realm,condition}: bounces that could not reach their sender either (logged). */
+  readonly lost: Counter;
+  /** gw_relay_resent_total{realm}: stanzas sent again on a new stream because the old one died before confirming them. */
+  readonly resent: Counter;
+  /** gw_relay_unconfirmed_total{realm}: stanzas whose delivery barrier was never answered (may be lost). */
+  readonly unconfirmed: Counter;
 
   constructor(opts: { streams?: StreamRegistryView } = {}) {
     this.view = opts.streams ?? null;
@@ -429,6 +437,10 @@ export class GatewayMetrics {
     this.reloads = r.counter('gw_partner_reloads_total', 'Partner list reloads, by result (ok, error).', ['result']);
     this.partners = r.gauge('gw_partners', 'Allowed partners in the partner list in force.');
     this.streamsClosed = r.counter('gw_streams_closed_total', 'Streams closed, by partner, direction and stream error condition (none: clean close).', ['partner', 'direction', 'condition']);
+    this.bounces = r.counter('gw_relay_bounces_total', 'Stanzas answered with a stanza error to their sender, by the sender\'s realm (partners, internal) and condition.', ['realm', 'condition']);
+    this.lost = r.counter('gw_relay_lost_total', 'Bounces that could not be delivered to their sender either, by realm and condition.', ['realm', 'condition']);
+    this.resent = r.counter('gw_relay_resent_total', 'Stanzas sent again on a new stream because the stream they went out on died before confirming them, by realm.', ['realm']);
+    this.unconfirmed = r.counter('gw_relay_unconfirmed_total', 'Stanzas whose delivery was never confirmed by the peer (barrier timed out): they may be lost. By realm.', ['realm']);
     this.stanzaRefusals = r.counter('gw_stanza_refusals_total', 'Stanzas refused with a stanza error, by partner, rule and condition.', ['partner', 'rule', 'condition']);
   }
 

@@ -8,6 +8,7 @@ import { UsageError } from '../errors.js';
 import { toJsonRecord } from '../policy/record-json.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { applyChanges, domainList, domainValue, FieldError, propertyName, propertyValue } from '../policy/validate.js';
+import { cmdletHelp, type GetHelpRequest } from './help.js';
 import { executePartner, type ExecutionContext } from './partner-executor.js';
 import {
   applyParameter,
@@ -48,6 +49,8 @@ export interface CmdletLineResult {
   readonly records: PartnerRecord[];
   /** Whether the line ends in something that prints records (Get, Where-Object, -InMemory, -WhatIf, a variable). */
   readonly printsRecords: boolean;
+  /** Help text (Get-Help, <cmdlet> -?), printed before any records. */
+  readonly text: string;
 }
 
 export async function runCmdletLine(line: string, ctx: ExecutionContext): Promise<CmdletLineResult> {
@@ -55,8 +58,14 @@ export async function runCmdletLine(line: string, ctx: ExecutionContext): Promis
   const variables = new Map<string, PartnerRecord[]>();
   const output: PartnerRecord[] = [];
   let printsRecords = false;
+  let text = '';
   for (const statement of statements) {
     if (statement.kind === 'pipeline') {
+      const help = helpRequest(statement);
+      if (help !== undefined) {
+        text += cmdletHelp(help);
+        continue;
+      }
       const result = await runPipeline(statement, variables, ctx);
       output.push(...result.records);
       printsRecords ||= result.prints;
@@ -76,7 +85,68 @@ export async function runCmdletLine(line: string, ctx: ExecutionContext): Promis
     }
     variables.set(name, records.map((r) => setProperty(r, statement.path[0]!, toArg(statement.value as Value, variables))));
   }
-  return { records: output, printsRecords };
+  return { records: output, printsRecords, text };
+}
+
+/** The help text when every statement of the line asks for help (no partner file is needed then). */
+export function helpOnlyLine(line: string): string | undefined {
+  const statements = parsePowerShellLine(line);
+  let text = '';
+  for (const statement of statements) {
+    const help = statement.kind === 'pipeline' ? helpRequest(statement) : undefined;
+    if (help === undefined) return undefined;
+    text += cmdletHelp(help);
+  }
+  return statements.length > 0 ? text : undefined;
+}
+
+const HELP_NAMES = new Set(['get-help', 'help']);
+const HELP_SWITCHES = new Set(['examples', 'full', 'detailed']);
+
+/**
+ * `Get-Help <cmdlet> [-Examples|-Full|-Detailed|-Parameter P]` and `<cmdlet> -?` as PowerShell
+ * answers them; undefined for any other pipeline. Help stands alone (nothing piped in or out).
+ */
+function helpRequest(pipeline: Pipeline): GetHelpRequest | undefined {
+  const first = pipeline.commands[0];
+  if (!first) return undefined;
+  const asksHelp = (c: Command) => c.arguments.some((a) => a.value.kind === 'string' && a.value.value === '-?');
+  const lower = first.name.toLowerCase();
+  if (isCmdletName(first.name) && asksHelp(first)) {
+    if (pipeline.commands.length > 1 || pipeline.input) throw new UsageError(`${first.name} -? prints help and takes no pipeline`);
+    return { name: first.name, examplesOnly: false, parameter: undefined };
+  }
+  if (!HELP_NAMES.has(lower)) return undefined;
+  if (pipeline.commands.length > 1 || pipeline.input) throw new UsageError(`${first.name} prints help and takes no pipeline`);
+  const positional: string[] = [];
+  let name: string | undefined;
+  let parameter: string | undefined;
+  let examplesOnly = false;
+  const text = (v: Value, what: string): string => {
+    if (v.kind !== 'string') throw new UsageError(`${first.name}: ${what} must be a name`);
+    return v.value;
+  };
+  for (const p of first.parameters) {
+    const key = p.name.toLowerCase();
+    if (HELP_SWITCHES.has(key)) {
+      examplesOnly = key === 'examples';
+      // `-Examples New-Cs...`: a switch takes no value; the word after it is the name.
+      if (p.value !== null && !p.colon) positional.push(text(p.value, 'the cmdlet'));
+    } else if (key === 'name') {
+      if (p.value === null) throw new UsageError(`${first.name}: -Name needs a cmdlet name`, 'Name');
+      name = text(p.value, '-Name');
+    } else if (key === 'parameter') {
+      if (p.value === null) throw new UsageError(`${first.name}: -Parameter needs a parameter name`, 'Parameter');
+      parameter = text(p.value, '-Parameter');
+    } else {
+      throw new UsageError(`${first.name} has no parameter -${p.name} (it knows -Name, -Examples, -Full, -Detailed, -Parameter)`, p.name);
+    }
+  }
+  positional.push(...first.arguments.map((a) => text(a.value, 'the cmdlet')));
+  if (positional.length > 1 || (positional.length === 1 && name !== undefined)) {
+    throw new UsageError(`${first.name} takes one cmdlet name`);
+  }
+  return { name: name ?? positional[0], examplesOnly, parameter };
 }
 
 async function runPipeline(

@@ -3,6 +3,8 @@
  *
  *   xmpp-gateway [--config FILE] [--json] serve
  *   xmpp-gateway [--config FILE] [--json] status
+ *   xmpp-gateway [--config FILE] reload|stop
+ *   xmpp-gateway [--config FILE] [--json] approvals list | revoke --local JID [--remote JID]
  *   xmpp-gateway [--config FILE] [--json] partner get|new|set|remove [--options]
  *   xmpp-gateway [--config FILE] [--json] cmdlet '<one PowerShell command line>'
  *   xmpp-gateway [--config FILE] [--json] Get-CsXmppAllowedPartner -Filter "*.org"
@@ -16,31 +18,16 @@ import { DEFAULT_CONFIG_PATH, loadGatewayConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
 import { PartnerStore } from '../policy/partner-store.js';
 import type { PartnerRecord } from '../policy/types.js';
-import { argvToPowerShellLine, isCmdletName, runCmdletLine } from './cmdlet-runner.js';
+import { argvToPowerShellLine, helpOnlyLine, isCmdletName, runCmdletLine } from './cmdlet-runner.js';
+import { commandHelp, cmdletHelp, GLOBAL_USAGE } from './help.js';
 import { formatJson, formatList } from './output.js';
 import type { ExecutionContext } from './partner-executor.js';
 import { executePartner } from './partner-executor.js';
 import { parsePartnerOptions } from './partner-options.js';
 import { parseRecords } from './record-input.js';
 
-const USAGE = `usage: xmpp-gateway [--config FILE] [--json] <command>
 
-commands:
-  serve                               run the gateway
-  status                              list the running gateway's live streams
-  partner get    [--identity D | --filter PATTERN] [--local-store]
-  partner new    --identity D | --domain D  [property options] [--what-if] [--confirm] [--force] [--in-memory]
-  partner set    [--identity D | --instance FILE|-] [property options] [--what-if] [--confirm] [--force]
-  partner remove [--identity D] [--what-if] [--confirm] [--force]
-  cmdlet '<PowerShell line>'          e.g. 'Get-CsXmppAllowedPartner | Where-Object {$_.SaslNegotiation -eq "Required"}'
-  Get-CsXmppAllowedPartner ...        the cmdlets by name, with PowerShell-style parameters
-
-property options: --additional-domains D1,D2  --add-domain D  --remove-domain D  --clear-additional-domains
-  --partner-type Federated|PublicVerified|PublicUnverified  --tls-negotiation Required|Optional|NotSupported
-  --sasl-negotiation Required|Optional|NotSupported  --support-dialback-negotiation true|false
-  --connection-limit N  --enable-keep-alive true|false  --proxy-fqdn HOST[:PORT]  --description TEXT
-set and remove read partner records piped on stdin (JSON or list view) when no --identity is given.
-`;
+const ADMIN_COMMANDS = new Set(['serve', 'status', 'reload', 'stop']);
 
 interface GlobalOptions {
   configPath: string;
@@ -69,11 +56,17 @@ export async function main(argv: readonly string[]): Promise<number> {
   const out = (text: string) => process.stdout.write(text);
   const warn = (text: string) => process.stderr.write(`WARNING: ${text}\n`);
 
-  if (!command || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
-    out(USAGE);
+  if (!command || command === 'help') {
+    // `help serve`, `help partner new`: the command's own page, as `serve --help` prints it.
+    const page = args[0] === undefined ? undefined : isCmdletName(args[0]) ? cmdletHelp({ name: args[0], examplesOnly: false, parameter: undefined }) : commandHelp(args[0], args.slice(1));
+    out(page ?? GLOBAL_USAGE);
     return command ? 0 : 1;
   }
-  if ((command === 'serve' || command === 'status') && args.length > 0) {
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out(isCmdletName(command) ? cmdletHelp({ name: command, examplesOnly: false, parameter: undefined }) : (commandHelp(command, args) ?? GLOBAL_USAGE));
+    return 0;
+  }
+  if (ADMIN_COMMANDS.has(command) && args.length > 0) {
     throw new GatewayError('GW_ERR_USAGE', `${command} takes no arguments besides --config${command === 'status' ? ' and --json' : ''} (got '${args[0]}')`);
   }
   if (command === 'serve') {
@@ -84,9 +77,25 @@ export async function main(argv: readonly string[]): Promise<number> {
     const { status } = await import('../admin/status-command.js');
     return status(configPath, json);
   }
+  if (command === 'approvals') {
+    const { approvals } = await import('./approvals-command.js');
+    return approvals(configPath, json, args);
+  }
+  if (command === 'reload' || command === 'stop') {
+    const control = await import('../admin/control-commands.js');
+    return command === 'reload' ? control.reload(configPath) : control.stop(configPath);
+  }
+
+  // Get-Help and `<cmdlet> -?` answer without reading any configuration.
+  const line = command === 'cmdlet' && args.length === 1 ? args[0]! : isCmdletName(command) || /^get-help$/i.test(command) ? argvToPowerShellLine(command, args) : undefined;
+  const help = line === undefined ? undefined : helpOnlyLine(line);
+  if (help !== undefined) {
+    out(help);
+    return 0;
+  }
 
   const config = await loadGatewayConfig(configPath, warn);
-  const store = new PartnerStore(config.partners);
+  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
   const ctx: ExecutionContext = {
     store,
     localStorePath: config.localStore,
@@ -110,11 +119,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'cmdlet') {
     if (args.length !== 1) throw new GatewayError('GW_ERR_USAGE', "cmdlet takes one quoted PowerShell command line, e.g. cmdlet 'Get-CsXmppAllowedPartner'");
     const result = await runCmdletLine(args[0]!, ctx);
+    out(result.text);
     print(result.records, result.printsRecords);
     return 0;
   }
-  if (isCmdletName(command)) {
+  if (isCmdletName(command) || /^get-help$/i.test(command)) {
     const result = await runCmdletLine(argvToPowerShellLine(command, args), ctx);
+    out(result.text);
     print(result.records, result.printsRecords);
     return 0;
   }

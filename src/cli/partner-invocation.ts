@@ -4,9 +4,8 @@
  * parameter set and typed here, once, so both forms accept and refuse the same things.
  */
 import { UsageError } from '../errors.js';
-import { normalizeDomain } from '../policy/domain.js';
 import type { ListModifier, PartnerChanges, PartnerRecord } from '../policy/types.js';
-import { domainList, FieldError, propertyValue } from '../policy/validate.js';
+import { domainList, domainValue, FieldError, propertyValue } from '../policy/validate.js';
 
 export type Verb = 'get' | 'new' | 'set' | 'remove';
 
@@ -49,8 +48,8 @@ const PROPERTIES = [
   'ProxyFqdn', 'SaslNegotiation', 'SupportDialbackNegotiation', 'TlsNegotiation',
 ] as const;
 
-/** Parameter sets from the seed pages (plus -Force/-Confirm/-WhatIf on Remove, as Set has). */
-const PARAMETERS: Record<Verb, readonly string[]> = {
+/** Parameter sets from the cmdlet documentation (plus -Force/-Confirm/-WhatIf on Remove, as Set has). */
+export const PARAMETERS: Record<Verb, readonly string[]> = {
   get: ['Identity', 'Filter', 'LocalStore', 'BypassDualWrite'],
   new: ['Identity', 'Domain', ...PROPERTIES, 'Confirm', 'Force', 'InMemory', 'WhatIf', 'BypassDualWrite'],
   set: ['Identity', 'Instance', ...PROPERTIES, 'Confirm', 'Force', 'WhatIf', 'BypassDualWrite'],
@@ -167,12 +166,7 @@ function textArg(param: string, value: ArgValue): string {
 }
 
 function domainArg(param: string, value: ArgValue): string {
-  const text = textArg(param, value);
-  try {
-    return normalizeDomain(text);
-  } catch (err) {
-    throw new UsageError(`-${param}: ${(err as Error).message}`, param);
-  }
+  return domainValue(param, textArg(param, value));
 }
 
 function recordsArg(value: ArgValue): PartnerRecord[] {

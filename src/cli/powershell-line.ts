@@ -1,6 +1,6 @@
 /**
  * Parser for one PowerShell command line, the way admins type the Get-/New-/Set-/Remove-
- * CsXmppAllowedPartner cmdlets (design.md section 7), plus an evaluator for Where-Object filters.
+ * CsXmppAllowedPartner cmdlets (docs/design.md section 7), plus an evaluator for Where-Object filters.
  *
  * A tokenizer turns the text into words, -Parameters, strings, $variables and punctuation; a
  * recursive-descent parser turns those into statements (pipelines and assignments) whose

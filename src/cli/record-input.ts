@@ -5,7 +5,8 @@
  * works either way.
  */
 import { UsageError } from '../errors.js';
-import { propertyName, recordFromObject, FieldError } from '../policy/validate.js';
+import { IN_MEMORY_KEY, markInMemory } from '../policy/in-memory.js';
+import { booleanValue, propertyName, recordFromObject, FieldError } from '../policy/validate.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { LABEL_WIDTH } from './output.js';
 
@@ -17,7 +18,11 @@ export function parseRecords(text: string, source: string): PartnerRecord[] {
   const objects = trimmed.startsWith('[') || trimmed.startsWith('{') ? parseJson(trimmed, source) : parseListView(trimmed, source);
   return objects.map((obj, i) => {
     try {
-      return recordFromObject(obj);
+      // `InMemory: true` marks a `new --in-memory` record, which `set` may create (in-memory.ts).
+      const { [IN_MEMORY_KEY]: inMemory, ...properties } = obj;
+      const record = recordFromObject(properties);
+      if (inMemory === undefined) return record;
+      return booleanValue(IN_MEMORY_KEY, inMemory) ? markInMemory(record) : record;
     } catch (err) {
       if (err instanceof FieldError) throw new UsageError(`${source}: record ${i + 1}: ${err.field}: ${err.message}`, err.field);
       throw err;
@@ -60,6 +65,11 @@ function parseListView(text: string, source: string): Record<string, unknown>[] 
       }
       const m = /^(\w+)\s*:\s?(.*)$/.exec(line.trimEnd());
       if (!m) throw new UsageError(`${source}: record ${i + 1}: cannot read line '${line}'`);
+      if (m[1] === IN_MEMORY_KEY) {
+        obj[IN_MEMORY_KEY] = (m[2] ?? '').trim();
+        last = undefined;
+        continue;
+      }
       const name = propertyName(m[1] ?? '');
       if (!name) throw new UsageError(`${source}: record ${i + 1}: unknown property '${m[1]}'`);
       const raw = (m[2] ?? '').trim();

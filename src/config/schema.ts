@@ -1,5 +1,5 @@
 /**
- * gateway.yaml: the gateway-wide settings (design.md section 2). The type, the defaults and the
+ * gateway.yaml: the gateway-wide settings (docs/design.md section 2). The type, the defaults and the
  * validation live together here; a config is validated once, paths are resolved against the
  * file's directory, and the result is frozen (fastify's validate-then-freeze).
  *
@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { normalizeDomain } from '../policy/domain.js';
+import { yamlErrorLine } from './yaml-error.js';
 
 export interface LocalDomainConfig {
   readonly domain: string;
@@ -25,8 +26,46 @@ export interface ListenConfig {
   readonly directTls: boolean;
 }
 
+/**
+ * The link to the organisation's own XMPP server (docs/design.md section 1; issue 7 pins the keys).
+ * Absent: the gateway answers pings and disco#info itself and bounces everything else.
+ */
+export interface InternalConfig {
+  /** The internal server's s2s address: our streams and dialback verifications go there. */
+  readonly server: { readonly host: string; readonly port: number };
+  /** The gateway's internal s2s listener: the internal server connects here for every partner domain. */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The internal DNS view (UDP and TCP): partner domains resolve to `listen`, the rest NXDOMAIN. */
+  readonly dns: { readonly host: string; readonly port: number } | null;
+  /** false: STARTTLS is used when the internal server offers it; true: required both ways. */
+  readonly requireTls: boolean;
+}
+
+/** Relay queues and reconnect backoff (routing/outbound-pool.ts). */
+export interface QueueConfig {
+  /** Stanzas waiting per (our domain, peer domain) pair while its stream connects. */
+  readonly maxStanzas: number;
+  /** Bytes waiting per pair while its stream connects. */
+  readonly maxBytes: number;
+  /** First reconnect backoff after a failed attempt, doubled per failure (with jitter). */
+  readonly reconnectMinMs: number;
+  readonly reconnectMaxMs: number;
+  /** A stream that stays congested this long while others wait on it is closed. */
+  readonly drainTimeoutMs: number;
+  /** Delivery barriers (XEP-0199 pings, routing/delivery-barriers.ts): one after this many stanzas... */
+  readonly confirmEveryStanzas: number;
+  /** ...or this long after the first unconfirmed stanza. */
+  readonly confirmIntervalMs: number;
+  /** An unanswered barrier gives up after this long; its stanzas count as unconfirmed. */
+  readonly confirmTimeoutMs: number;
+  /** Unconfirmed stanzas per pair above which its senders are paused. */
+  readonly maxUnconfirmed: number;
+}
+
 export interface GatewayConfig {
   readonly file: string;
+  readonly internal: InternalConfig | null;
+  readonly queues: QueueConfig;
   readonly localDomains: readonly LocalDomainConfig[];
   readonly listen: readonly ListenConfig[];
   /** Absolute path of partners.yaml. */
@@ -64,9 +103,16 @@ export interface GatewayConfig {
   readonly maxUnauthenticatedConnections: number;
   /** Dialback verification connections in flight, gateway-wide; not counted against partners. */
   readonly maxDialbackVerifications: number;
+  /** PublicUnverified approvals (src/policy/approvals.ts): local users who reached out to remote users. */
+  readonly approvals: {
+    /** Absolute path of the JSON file they persist to (relative paths in gateway.yaml resolve against its directory). */
+    readonly file: string;
+    /** Most approvals kept, a count >= 1; beyond it the least recently seen are forgotten (about 200 bytes of memory each). */
+    readonly maxEntries: number;
+  };
 }
 
-/** Defaults: Lync's documented values where it has one (design.md section 2). */
+/** Defaults: Lync's documented values where it has one (docs/design.md section 2). */
 export const DEFAULTS = {
   partners: 'partners.yaml',
   localStore: 'state/partners.local.json',
@@ -81,14 +127,18 @@ export const DEFAULTS = {
   reloadDebounceMs: 200,
   maxUnauthenticatedConnectionsPerAddress: 32,
   maxDialbackVerifications: 100,
+  queues: { maxStanzas: 10_000, maxBytes: 8 * 1024 * 1024, reconnectMinMs: 1_000, reconnectMaxMs: 60_000, drainTimeoutMs: 30_000,
+    confirmEveryStanzas: 100, confirmIntervalMs: 250, confirmTimeoutMs: 30_000, maxUnconfirmed: 5_000 },
+  approvals: { file: 'state/approvals.json', maxEntries: 100_000 },
 } as const;
 
 const KNOWN_KEYS = new Set([
   'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
-  'maxUnauthenticatedConnectionsPerAddress', 'maxUnauthenticatedConnections', 'maxDialbackVerifications',
+  'maxUnauthenticatedConnectionsPerAddress', 'maxUnauthenticatedConnections', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
 ]);
+const APPROVALS_KEYS = new Set(['file', 'maxEntries']);
 
 /** maxUnauthenticatedConnections when unset: half of connectionLimit, at least 1, at most 500. */
 export function defaultMaxUnauthenticatedConnections(connectionLimit: number): number {
@@ -100,7 +150,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const syntax = doc.errors[0];
-  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, lines.linePos(syntax.pos[0]).line);
+  if (syntax) throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, file, yamlErrorLine(text, lines, syntax));
   const root = doc.contents;
   const v = new Validator(file, lines, dirname(resolve(file)));
   if (!isMap(root)) throw new ConfigError('the file must be a YAML mapping of settings', file, v.lineOf(root));
@@ -173,6 +223,17 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     warn(`${file}:${v.lineOf(secretNode)}: dialbackSecret: shorter than 16 characters; a longer random secret is safer`);
   }
 
+  const approvalsNode = get('approvals');
+  const approvalsMap = approvalsNode === undefined || isNull(approvalsNode) ? undefined : v.map(approvalsNode, 'approvals');
+  for (const pair of approvalsMap?.items ?? []) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!APPROVALS_KEYS.has(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: approvals.${key}: unknown setting, ignored`);
+  }
+  const approvals = {
+    file: v.path(approvalsMap?.get('file', true) as Node | undefined, 'approvals.file', DEFAULTS.approvals.file),
+    maxEntries: v.int(approvalsMap?.get('maxEntries', true) as Node | undefined, 'approvals.maxEntries', DEFAULTS.approvals.maxEntries, 1),
+  };
+
   const int = (key: keyof typeof DEFAULTS & string, min: number) =>
     v.int(get(key), key, DEFAULTS[key] as number, min);
   const connectionLimit = int('connectionLimit', 1);
@@ -182,8 +243,47 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     v.fail(unauthNode, 'maxUnauthenticatedConnections', `${maxUnauthenticatedConnections} must be below connectionLimit (${connectionLimit}), so authenticated streams always have room`);
   }
 
+  const internalNode = get('internal');
+  let internal: InternalConfig | null = null;
+  if (internalNode !== undefined && !isNull(internalNode)) {
+    const m = v.map(internalNode, 'internal');
+    for (const pair of m.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!['server', 'listen', 'dns', 'requireTls'].includes(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: internal.${key}: unknown setting, ignored`);
+    }
+    const address = (key: string, allowZero: boolean) => {
+      const a = v.map(m.get(key, true) as Node | undefined, `internal.${key}`);
+      return { host: v.host(a.get('host', true) as Node, `internal.${key}.host`), port: v.port(a.get('port', true) as Node, `internal.${key}.port`, allowZero) };
+    };
+    const dnsNodeInternal = m.get('dns', true) as Node | undefined;
+    internal = {
+      server: address('server', false),
+      listen: address('listen', true),
+      dns: dnsNodeInternal === undefined || isNull(dnsNodeInternal) ? null : address('dns', true),
+      requireTls: v.bool(m.get('requireTls', true) as Node | undefined, 'internal.requireTls', false),
+    };
+  }
+
+  const queuesNode = get('queues');
+  const q = queuesNode === undefined || isNull(queuesNode) ? undefined : v.map(queuesNode, 'queues');
+  const qint = (key: keyof typeof DEFAULTS.queues, min: number) =>
+    v.int(q?.get(key, true) as Node | undefined, `queues.${key}`, DEFAULTS.queues[key], min);
+  const queues: QueueConfig = {
+    maxStanzas: qint('maxStanzas', 1),
+    maxBytes: qint('maxBytes', 1024),
+    reconnectMinMs: qint('reconnectMinMs', 10),
+    reconnectMaxMs: qint('reconnectMaxMs', 10),
+    drainTimeoutMs: qint('drainTimeoutMs', 100),
+    confirmEveryStanzas: qint('confirmEveryStanzas', 1),
+    confirmIntervalMs: qint('confirmIntervalMs', 10),
+    confirmTimeoutMs: qint('confirmTimeoutMs', 100),
+    maxUnconfirmed: qint('maxUnconfirmed', 1),
+  };
+
   const config: GatewayConfig = {
     file: resolve(file),
+    internal,
+    queues,
     localDomains,
     listen,
     partners: v.path(get('partners'), 'partners', DEFAULTS.partners),
@@ -204,6 +304,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     maxUnauthenticatedConnectionsPerAddress: int('maxUnauthenticatedConnectionsPerAddress', 1),
     maxUnauthenticatedConnections,
     maxDialbackVerifications: int('maxDialbackVerifications', 1),
+    approvals,
   };
   return deepFreeze(config);
 }

@@ -27,7 +27,7 @@ export class DialbackVerifier implements DialbackVerification {
 
   async verify(request: Parameters<DialbackVerification['verify']>[0]): Promise<Answer> {
     const ctx = this.ctx();
-    const partner = ctx.partners().partnerFor(request.remoteDomain);
+    const partner = request.realm.peerFor(request.remoteDomain);
     if (!partner) return { result: 'error', condition: 'policy-violation', text: `${request.remoteDomain} is not an allowed partner` };
     const inFlight = this.perPartner.get(partner.Identity) ?? 0;
     if (inFlight >= MAX_VERIFICATIONS_PER_PARTNER) {
@@ -40,7 +40,7 @@ export class DialbackVerifier implements DialbackVerification {
     let timer: NodeJS.Timeout | undefined;
     try {
       const { socket, target } = await connectToDomain(this.resolver, request.remoteDomain, partner.ProxyFqdn);
-      stream = new OutboundStream(socket, ctx, {
+      stream = new OutboundStream(socket, ctx, request.realm, {
         localDomain: request.localDomain,
         remoteDomain: request.remoteDomain,
         partner,

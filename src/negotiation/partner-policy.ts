@@ -1,5 +1,5 @@
 /**
- * What a partner record permits on a stream (design.md sections 3 and 4). Every refusal comes
+ * What a partner record permits on a stream (docs/design.md sections 3 and 4). Every refusal comes
  * with a text that names the rule, so the peer, the log and the metrics all say why.
  */
 import type { PartnerRecord } from '../policy/types.js';
@@ -51,7 +51,7 @@ export function plaintextAllowed(p: PartnerRecord): Permission {
 
 /**
  * Whether an already authenticated stream still satisfies a (possibly reloaded) record
- * (design.md section 6: tightened rules close live streams).
+ * (docs/design.md section 6: tightened rules close live streams).
  */
 export function streamStillAllowed(p: PartnerRecord, tls: boolean, auth: 'sasl-external' | 'dialback' | 'none'): Permission {
   if (!tls && p.TlsNegotiation === 'Required') return plaintextAllowed(p);

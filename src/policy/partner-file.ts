@@ -11,9 +11,10 @@
  * Every problem is reported as `file:line: Field: message`.
  */
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, stringify, type Document, type Node, type Pair, type YAMLMap, YAMLSeq } from 'yaml';
+import { yamlErrorLine } from '../config/yaml-error.js';
 import { ConfigError } from '../errors.js';
 import { PROPERTY_NAMES, type PartnerRecord, type PropertyName } from './types.js';
-import { checkCombination, FieldError, findDuplicateDomain, recordFromObject } from './validate.js';
+import { checkCombination, checkNotLocal, FieldError, findDuplicateDomain, recordFromObject, sameValue } from './validate.js';
 
 const TO_STRING_OPTIONS = { lineWidth: 0, flowCollectionPadding: false } as const;
 
@@ -22,13 +23,16 @@ export class PartnerDocument {
   private lines!: LineCounter;
   private recordsList: PartnerRecord[] = [];
 
-  private constructor(readonly file: string, private text: string) {
+  private constructor(readonly file: string, private text: string, private readonly localDomains: ReadonlySet<string>) {
     this.setText(text);
   }
 
-  /** Parses and validates; throws ConfigError naming file, line and field. Empty text ⇒ no partners. */
-  static parse(text: string, file: string): PartnerDocument {
-    const partners = new PartnerDocument(file, text);
+  /**
+   * Parses and validates; throws ConfigError naming file, line and field. Empty text ⇒ no partners.
+   * `localDomains` (the gateway's own) may not appear in any record.
+   */
+  static parse(text: string, file: string, localDomains: ReadonlySet<string> = new Set()): PartnerDocument {
+    const partners = new PartnerDocument(file, text, localDomains);
     partners.validateList();
     return partners;
   }
@@ -97,6 +101,8 @@ export class PartnerDocument {
     this.recordsList.forEach((record, index) => {
       const { errors } = checkCombination(record);
       if (errors[0]) throw this.errorAt(index, 'TlsNegotiation', `${record.Identity}: invalid combination: ${errors[0]}`);
+      const local = checkNotLocal(record, this.localDomains);
+      if (local) throw this.errorAt(index, local.field, local.message);
     });
     const dup = findDuplicateDomain(this.recordsList);
     if (dup) {
@@ -172,7 +178,7 @@ export class PartnerDocument {
     this.lines = lines;
     const syntax = doc.errors[0];
     if (syntax) {
-      throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, this.file, lines.linePos(syntax.pos[0]).line);
+      throw new ConfigError(`invalid YAML: ${syntax.message.split('\n')[0]}`, this.file, yamlErrorLine(text, lines, syntax));
     }
     this.recordsList = this.readRecords();
   }
@@ -264,9 +270,4 @@ function lineStart(text: string, offset: number): number {
 function lineEnd(text: string, offset: number): number {
   const nl = text.indexOf('\n', Math.max(offset, 0));
   return nl < 0 ? text.length : nl + 1;
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i]);
-  return a === b;
 }

@@ -1,7 +1,7 @@
 /**
  * The frozen snapshot of the allowed-partner list that the gateway reads on every stream and
  * stanza. A reload builds a new snapshot and swaps one reference, so readers never need a lock
- * (design.md section 6) and lookups are O(1) in the number of partners.
+ * (docs/design.md section 6) and lookups are O(1) in the number of partners.
  */
 import type { PartnerRecord } from './types.js';
 

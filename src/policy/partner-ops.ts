@@ -9,15 +9,14 @@ import { matchesWildcard } from './wildcard.js';
 import type { PartnerDocument } from './partner-file.js';
 import type { PartnerList } from './partner-list.js';
 import type { PartnerStore } from './partner-store.js';
-import type { PartnerChanges, PartnerRecord } from './types.js';
-import { applyChanges, checkCombination, newRecord } from './validate.js';
-
-const NEGOTIATION_PROPERTIES = ['TlsNegotiation', 'SaslNegotiation', 'SupportDialbackNegotiation'] as const;
+import { PROPERTY_NAMES, type PartnerChanges, type PartnerRecord, type PropertyName } from './types.js';
+import { isInMemory, markInMemory, withoutInMemory } from './in-memory.js';
+import { applyChanges, checkCombination, checkNotLocal, newRecord, sameValue } from './validate.js';
 
 export interface EditResult {
   /** The records as they are (or, with WhatIf, would be) after the operation. */
   readonly records: PartnerRecord[];
-  /** Non-fatal combination warnings (design.md section 3), printed unless -Force. */
+  /** Non-fatal combination warnings (docs/design.md section 3), printed unless -Force. */
   readonly warnings: string[];
 }
 
@@ -42,12 +41,14 @@ export async function createPartner(
   opts: { whatIf?: boolean; inMemory?: boolean },
 ): Promise<EditResult> {
   const record = applyChanges(newRecord(identity), changes);
-  const warnings = checkRecord(record);
-  if (opts.inMemory) return { records: [record], warnings };
+  // An -InMemory record is checked now but warned about when Set commits it (once, not twice).
+  const warnings = checkRecord(record, opts.inMemory ? new Set() : chosenProperties(changes));
+  checkLocal(store, record);
+  if (opts.inMemory) return { records: [markInMemory(record)], warnings };
   return store.edit(
     (doc) => {
       if (doc.indexOf(identity) >= 0) throw new UsageError(`a partner with Identity '${identity}' already exists`, 'Identity');
-      checkDomainsFree(doc, record);
+      checkDomainsFree(store, doc, record);
       doc.add(record);
       return { records: [record], warnings };
     },
@@ -62,8 +63,9 @@ export interface SetTarget {
 }
 
 /**
- * Set-CsXmppAllowedPartner on one or more partners in one locked transaction. An -Instance for a
- * partner that does not exist yet creates it (committing a `New -InMemory` record).
+ * Set-CsXmppAllowedPartner on one or more partners in one locked transaction. Set changes existing
+ * partners only, whichever way it is called; the one exception is committing a record made by
+ * `New -InMemory` (the cmdlets' way to build a partner before saving it), which creates it.
  */
 export async function updatePartners(
   store: PartnerStore,
@@ -77,16 +79,19 @@ export async function updatePartners(
       const warnings: string[] = [];
       for (const target of targets) {
         const index = doc.indexOf(target.identity);
-        if (index < 0 && !target.instance) throw missingPartner(doc, target.identity);
-        const base = target.instance ?? doc.records[index];
-        if (!base) throw missingPartner(doc, target.identity);
-        const record = applyChanges(base, changes);
-        const recordWarnings = checkRecord(record);
-        // Warn when this command decides the combination (a new record, or a negotiation property
-        // changed), not on every unrelated edit of a record that already carried the warning.
         const stored = doc.records[index];
-        if (!stored || NEGOTIATION_PROPERTIES.some((p) => stored[p] !== record[p])) warnings.push(...recordWarnings);
-        checkDomainsFree(doc, record);
+        if (!stored && !(target.instance && isInMemory(target.instance))) {
+          throw missingPartner(doc, target.identity, ` (${SET_NEVER_CREATES})`);
+        }
+        const base = withoutInMemory(target.instance ?? stored!);
+        const record = applyChanges(base, changes);
+        // Warn about what this command chose: its parameters, and what an -Instance changes
+        // relative to the stored record (or to the defaults, for a New -InMemory record).
+        const chosen = chosenProperties(changes);
+        const before = stored ?? newRecord(record.Identity);
+        for (const name of PROPERTY_NAMES) if (target.instance && !sameValue(base[name], before[name])) chosen.add(name);
+        warnings.push(...checkRecord(record, chosen));
+        checkDomainsFree(store, doc, record);
         if (index < 0) doc.add(record);
         else doc.replace(index, record);
         records.push(record);
@@ -119,14 +124,25 @@ export async function removePartners(
   );
 }
 
-/** Invalid combinations throw; warnings are returned (with the partner's name in front). */
-function checkRecord(record: PartnerRecord): string[] {
+const SET_NEVER_CREATES = 'Set-CsXmppAllowedPartner changes existing partners only; create one with New-CsXmppAllowedPartner';
+
+/**
+ * Invalid combinations throw. Warnings are returned (with the partner's name in front) only for
+ * combinations the admin chose: one of their properties is in `chosen`. A record that merely
+ * keeps the defaults, or an unrelated edit of a record, never warns.
+ */
+function checkRecord(record: PartnerRecord, chosen: ReadonlySet<PropertyName>): string[] {
   const { errors, warnings } = checkCombination(record);
   if (errors[0]) throw new UsageError(`${record.Identity}: invalid combination: ${errors[0]}`, 'TlsNegotiation');
-  return warnings.map((w) => `${record.Identity}: ${w}`);
+  return warnings.filter((w) => w.properties.some((p) => chosen.has(p))).map((w) => `${record.Identity}: ${w.text}`);
 }
 
-function checkDomainsFree(doc: PartnerDocument, record: PartnerRecord): void {
+function chosenProperties(changes: PartnerChanges): Set<PropertyName> {
+  return new Set(Object.keys(changes) as PropertyName[]);
+}
+
+function checkDomainsFree(store: PartnerStore, doc: PartnerDocument, record: PartnerRecord): void {
+  checkLocal(store, record);
   for (const other of doc.records) {
     if (other.Identity === record.Identity) continue;
     for (const domain of [record.Identity, ...record.AdditionalDomains]) {
@@ -138,8 +154,13 @@ function checkDomainsFree(doc: PartnerDocument, record: PartnerRecord): void {
   }
 }
 
-function missingPartner(list: { records: readonly PartnerRecord[] }, identity: string): UsageError {
+function checkLocal(store: PartnerStore, record: PartnerRecord): void {
+  const local = checkNotLocal(record, store.localDomains);
+  if (local) throw new UsageError(`${local.field}: ${local.message}`, local.field);
+}
+
+function missingPartner(list: { records: readonly PartnerRecord[] }, identity: string, otherwise = ''): UsageError {
   const owner = list.records.find((r) => r.AdditionalDomains.includes(identity));
-  const hint = owner ? ` (it is an additional domain of '${owner.Identity}')` : '';
+  const hint = owner ? ` (it is an additional domain of '${owner.Identity}')` : otherwise;
   return new UsageError(`no partner with Identity '${identity}'${hint}`, 'Identity');
 }

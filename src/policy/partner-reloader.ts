@@ -1,16 +1,18 @@
 /**
- * Keeps the gateway's partner snapshot in step with partners.yaml (design.md section 6): the
+ * Keeps the gateway's partner snapshot in step with partners.yaml (docs/design.md section 6): the
  * directory is watched (the CLI replaces the file by rename, so watching the file's inode would
  * miss it), changes are debounced, SIGHUP and the admin endpoint force a reload. A file that
  * fails validation is not applied: the previous snapshot stays in force and the error (file,
  * line, field) is reported. A valid one replaces the snapshot with one reference swap.
+ *
+ * A missing file and an empty file are the same thing everywhere (serve, reload, `partner get`):
+ * no partners. Applied, so a list emptied on purpose takes effect, and logged as a warning.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { access, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
 import { writeFileAtomic } from './atomic-write.js';
-import { PartnerDocument } from './partner-file.js';
 import { PartnerList } from './partner-list.js';
 import { PartnerStore } from './partner-store.js';
 import { toJsonRecord } from './record-json.js';
@@ -27,8 +29,6 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   private debounce: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
   private running: Promise<void> = Promise.resolve();
-  /** Whether partners.yaml has existed since start (only then is its disappearance an error). */
-  private fileSeen = false;
   /** The last reload error, shown in status until a valid file is applied. */
   lastError: Error | undefined;
 
@@ -48,7 +48,6 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   /** Loads the file for the first time; an invalid file here is fatal for start-up. */
   async start(): Promise<void> {
     const text = await this.readText();
-    this.fileSeen = await this.exists();
     this.snapshot = this.parse(text);
     this.lastText = text;
     await this.writeLocalStore();
@@ -84,17 +83,11 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   private async reloadOnce(force: boolean): Promise<void> {
     let text: string;
     try {
-      // A file that vanishes while the gateway runs is most likely being replaced (editors that
-      // delete then create): keep the list in force rather than dropping every partner. A file
-      // that never existed is just an empty list (issue 2: missing means no partners).
-      text = await this.readText(!this.fileSeen);
+      text = await this.readText();
     } catch (err) {
-      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      if (missing && !force && this.lastError?.message.includes('not found')) return;
-      this.fail(missing ? new Error(`${this.store.file}: partner file not found; the previous list stays in force`) : (err as Error));
+      this.fail(err as Error);
       return;
     }
-    if (text !== '' || (await this.exists())) this.fileSeen = true;
     if (!force && text === this.lastText) return;
     this.lastText = text;
     let next: PartnerList;
@@ -112,7 +105,7 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   }
 
   private parse(text: string): PartnerList {
-    return new PartnerList(PartnerDocument.parse(text, this.store.file).records);
+    return new PartnerList(this.store.parse(text).records);
   }
 
   private fail(err: Error): void {
@@ -120,16 +113,12 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     this.emit('failed', err);
   }
 
-  private exists(): Promise<boolean> {
-    return access(this.store.file).then(() => true, () => false);
-  }
-
-  /** The file's text; a missing file reads as empty only when `missingIsEmpty`. */
-  private async readText(missingIsEmpty = true): Promise<string> {
+  /** The file's text; a missing file reads as empty (no partners). */
+  private async readText(): Promise<string> {
     try {
       return await readFile(this.store.file, 'utf8');
     } catch (err) {
-      if (missingIsEmpty && (err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
       throw err;
     }
   }

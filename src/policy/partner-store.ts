@@ -19,7 +19,13 @@ const LOCK_OPTIONS = {
 };
 
 export class PartnerStore {
-  constructor(readonly file: string) {}
+  /** `localDomains`: the gateway's own domains, which no partner record may name. */
+  constructor(readonly file: string, readonly localDomains: ReadonlySet<string> = new Set()) {}
+
+  /** Parses and validates partner-file text (as read from this store's file). */
+  parse(text: string): PartnerDocument {
+    return PartnerDocument.parse(text, this.file, this.localDomains);
+  }
 
   /** Reads and validates the file; a missing or empty file is an empty list. */
   async readDocument(): Promise<PartnerDocument> {
@@ -31,7 +37,7 @@ export class PartnerStore {
       if (code === 'ENOENT') text = '';
       else throw new ConfigError(`cannot read partner file: ${(err as Error).message}`, this.file);
     }
-    return PartnerDocument.parse(text, this.file);
+    return this.parse(text);
   }
 
   async read(): Promise<PartnerList> {

@@ -1,6 +1,6 @@
 /**
  * The allowed-partner record: property names, types and defaults follow the Lync / Skype for
- * Business `New-CsXmppAllowedPartner` cmdlet (shared/seeds), so an admin can read one from the
+ * Business `New-CsXmppAllowedPartner` cmdlet (Microsoft's cmdlet documentation), so an admin can read one from the
  * other. The same PascalCase names are used in partners.yaml, in JSON output and on the command
  * line (`-TlsNegotiation` / `--tls-negotiation`).
  */

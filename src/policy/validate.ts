@@ -11,6 +11,7 @@ import {
   SASL_NEGOTIATION,
   TLS_NEGOTIATION,
   UINT32_MAX,
+  partnerDomains,
   type ListModifier,
   type PartnerChanges,
   type PartnerRecord,
@@ -60,7 +61,7 @@ function uint32OrNull(field: string, value: unknown): number | null {
     if (n <= UINT32_MAX) return n;
     throw new FieldError(field, `${show(value)} is larger than ${UINT32_MAX} (UInt32)`);
   }
-  throw new FieldError(field, `${show(value)} is not a whole number from 0 to ${UINT32_MAX}`);
+  throw new FieldError(field, `${show(value)} is not a whole number from 1 to ${UINT32_MAX}`);
 }
 
 function stringOrNull(field: string, value: unknown): string | null {
@@ -70,13 +71,31 @@ function stringOrNull(field: string, value: unknown): string | null {
   throw new FieldError(field, `${show(value)} is not text`);
 }
 
+/** A partner's domain (Identity, AdditionalDomains): normalised, and a name other servers can reach. */
 export function domainValue(field: string, value: unknown): string {
   if (typeof value !== 'string') throw new FieldError(field, `${show(value)} is not a domain name`);
+  let domain: string;
   try {
-    return normalizeDomain(value);
+    domain = normalizeDomain(value);
   } catch (err) {
     throw new FieldError(field, (err as Error).message);
   }
+  // A single label (localhost, intranet) is no public DNS name a partner's server can be found by.
+  if (!domain.includes('.')) {
+    throw new FieldError(field, `'${value}' is a single-label name; a partner domain needs at least two labels (e.g. partner.example)`);
+  }
+  return domain;
+}
+
+/** The gateway's own localDomains can never be a partner's: streams from them would claim to be us. */
+export function checkNotLocal(record: PartnerRecord, localDomains: ReadonlySet<string>): FieldError | undefined {
+  for (const domain of partnerDomains(record)) {
+    if (localDomains.has(domain)) {
+      const field = domain === record.Identity ? 'Identity' : 'AdditionalDomains';
+      return new FieldError(field, `${domain} is one of this gateway's own localDomains (gateway.yaml), so it cannot be a partner's domain`);
+    }
+  }
+  return undefined;
 }
 
 export function domainList(field: string, value: unknown): string[] {
@@ -107,8 +126,13 @@ function proxyValue(field: string, value: unknown): string | null {
 /** Types one property value (everything but Identity/AdditionalDomains lists of modifiers). */
 export function propertyValue(name: Exclude<PropertyName, 'Identity' | 'AdditionalDomains'>, value: unknown) {
   switch (name) {
-    case 'ConnectionLimit':
-      return uint32OrNull(name, value);
+    case 'ConnectionLimit': {
+      const limit = uint32OrNull(name, value);
+      if (limit === 0) {
+        throw new FieldError(name, "0 would refuse every stream of this partner; give 1 or more, or unset it ('' / $null) for the gateway's partnerConnectionLimit (to cut a partner off, remove it)");
+      }
+      return limit;
+    }
     case 'Description':
       return stringOrNull(name, value);
     case 'EnableKeepAlive':
@@ -171,15 +195,26 @@ export function applyChanges(record: PartnerRecord, changes: PartnerChanges): Pa
   return { ...next, AdditionalDomains: domains };
 }
 
+/** A combination that leaves a setting without any effect, and the properties that make it up. */
+export interface CombinationWarning {
+  readonly text: string;
+  readonly properties: readonly PropertyName[];
+}
+
 /**
- * The negotiation combination matrix (design.md section 3, after Lync's Control Panel).
+ * The negotiation combination matrix (docs/design.md section 3, after Lync's Control Panel).
  * Authentication paths: SASL EXTERNAL needs TLS; SaslNegotiation Required makes EXTERNAL the only
- * way in (so dialback never runs); dialback needs SupportDialbackNegotiation. A record with no path
- * is invalid; a record that leaves a setting unused gets a warning.
+ * way in; dialback needs SupportDialbackNegotiation. A record with no path is invalid. A record
+ * in which a setting can never take effect gets a warning.
+ *
+ * SaslNegotiation Required with SupportDialbackNegotiation true (the cmdlet's default record) is
+ * not such a case: dialback does not authenticate the partner's streams, but the gateway answers
+ * the partner's dialback verification requests (db:verify) about our own domains, and dialback
+ * becomes the partner's fallback as soon as SaslNegotiation is relaxed to Optional.
  */
-export function checkCombination(r: PartnerRecord): { errors: string[]; warnings: string[] } {
+export function checkCombination(r: PartnerRecord): { errors: string[]; warnings: CombinationWarning[] } {
   const errors: string[] = [];
-  const warnings: string[] = [];
+  const warnings: CombinationWarning[] = [];
   const saslPossible = r.TlsNegotiation !== 'NotSupported' && r.SaslNegotiation !== 'NotSupported';
   const dialbackPossible = r.SupportDialbackNegotiation && r.SaslNegotiation !== 'Required';
   if (!saslPossible && !dialbackPossible) {
@@ -194,16 +229,25 @@ export function checkCombination(r: PartnerRecord): { errors: string[]; warnings
     }
     return { errors, warnings };
   }
-  if (r.SaslNegotiation === 'Required' && r.SupportDialbackNegotiation) {
-    warnings.push('SaslNegotiation Required with SupportDialbackNegotiation true: dialback never runs, SASL EXTERNAL is the only way in');
-  }
   if (r.TlsNegotiation === 'Optional' && !dialbackPossible) {
-    warnings.push('TlsNegotiation Optional: without TLS this partner can never authenticate (it needs SASL EXTERNAL), so plain TCP is useless');
+    warnings.push({
+      text: 'TlsNegotiation Optional: without TLS this partner can never authenticate (it needs SASL EXTERNAL), so plain TCP is useless',
+      properties: ['TlsNegotiation', 'SaslNegotiation', 'SupportDialbackNegotiation'],
+    });
   }
   if (r.TlsNegotiation === 'NotSupported' && r.SaslNegotiation === 'Optional') {
-    warnings.push('TlsNegotiation NotSupported with SaslNegotiation Optional: SASL EXTERNAL needs TLS, so SaslNegotiation is unused');
+    warnings.push({
+      text: 'TlsNegotiation NotSupported with SaslNegotiation Optional: SASL EXTERNAL needs TLS, so SaslNegotiation is unused',
+      properties: ['TlsNegotiation', 'SaslNegotiation'],
+    });
   }
   return { errors, warnings };
+}
+
+/** Property values compared as stored: lists item by item, scalars by identity. */
+export function sameValue(a: unknown, b: unknown): boolean {
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => x === b[i]);
+  return a === b;
 }
 
 /** Every domain may belong to one partner only, as Identity or additional domain. */

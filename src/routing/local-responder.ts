@@ -1,6 +1,6 @@
 /**
  * Answers stanzas addressed to the gateway itself while no internal server is configured
- * (design.md section 1): XEP-0199 ping and XEP-0030 disco#info to a local domain get results;
+ * (docs/design.md section 1): XEP-0199 ping and XEP-0030 disco#info to a local domain get results;
  * every other stanza that may be bounced gets `service-unavailable` (RFC 6120 section 8.3.3.19).
  * Replies travel over an outbound stream to the sender's domain, negotiated per the partner's
  * record: an inbound s2s stream is one-way (RFC 6120 section 2.5).
@@ -11,23 +11,34 @@ import type { S2SStream } from '../stream/s2s-stream.js';
 import { Element } from '../xml/ltx.js';
 import { NS_DISCO_INFO, NS_PING } from '../xml/namespaces.js';
 import { isDomainJid } from './jid.js';
+import type { DeliveryBarriers } from './delivery-barriers.js';
 import type { OutboundPool } from './outbound-pool.js';
-import { errorReply, mayBounce } from './stanza-errors.js';
+import { errorReply, mayBounce, type StanzaErrorCondition } from './stanza-errors.js';
 
 export const GATEWAY_FEATURES = [NS_DISCO_INFO, NS_PING] as const;
 
 export class LocalResponder implements InboundStanzaSink {
   constructor(
     private readonly pool: () => OutboundPool,
+    private readonly barriers: DeliveryBarriers,
     private readonly log: Logger,
   ) {}
 
   deliver(stanza: Element, _raw: string | undefined, fromDomain: string, toDomain: string, stream: S2SStream): void {
+    // Answers to our own delivery barriers (delivery-barriers.ts) end here.
+    if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
     const reply = this.answer(stanza);
     if (!reply) return;
     this.pool().send(toDomain, fromDomain, reply.toString(), (condition, text) => {
       // The reply itself cannot reach the partner: nothing to bounce it to, so log it.
       this.log.warn('reply.undeliverable', { to: fromDomain, condition, text, stream: stream.connectionId });
+    });
+  }
+
+  bounce(stanza: Element, fromDomain: string, toDomain: string, condition: StanzaErrorCondition, text: string, stream: S2SStream): void {
+    if (!mayBounce(stanza)) return;
+    this.pool().send(toDomain, fromDomain, errorReply(stanza, condition, text).toString(), (lost, lostText) => {
+      this.log.warn('reply.undeliverable', { to: fromDomain, condition: lost, text: lostText, stream: stream.connectionId });
     });
   }
 

@@ -1,5 +1,5 @@
 /**
- * Connection accounting (issue 3, design.md section 3 ConnectionLimit):
+ * Connection accounting (issue 3, docs/design.md section 3 ConnectionLimit):
  *  - the gateway-wide `connectionLimit` counts every s2s connection, any state, both directions;
  *  - a partner's ConnectionLimit (unset: `partnerConnectionLimit`) counts its *authenticated*
  *    streams per direction, across all its domains (s2s streams are one-way, so a limit of 1

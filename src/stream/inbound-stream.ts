@@ -18,9 +18,12 @@ import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, MAX_DIA
 import { dialbackKey, keysEqual, newStreamId } from '../negotiation/dialback-key.js';
 import { dialbackAllowed, plaintextAllowed, saslAllowed, tlsAllowed, type Permission } from '../negotiation/partner-policy.js';
 import { decodeAuthzid, SASL_SUCCESS, saslFailure } from '../negotiation/sasl-external.js';
+import { NS_SM, SM_ENABLED, smAnswer, smFailed, smFeature } from '../negotiation/stream-management.js';
 import { normalizeDomain } from '../policy/domain.js';
 import type { PartnerRecord } from '../policy/types.js';
+import { decide } from '../routing/decide.js';
 import { jidDomain } from '../routing/jid.js';
+import type { Realm } from '../routing/realm.js';
 import { checkPeerCertificate } from '../tls/peer-certificate.js';
 import { dialbackFeature, saslMechanismsFeature, starttlsFeature, streamFeatures, streamHeader } from '../xml/builders.js';
 import type { Element } from '../xml/ltx.js';
@@ -44,6 +47,9 @@ export class InboundStream extends S2SStream {
   private isTls = false;
   private tlsSocket: TLSSocket | null = null;
   private saslDone = false;
+  /** XEP-0198 acks enabled by the peer; `handled` counts the stanzas we delivered or bounced since. */
+  private smEnabled = false;
+  private handled = 0;
   private authMethod: StreamAuth = 'none';
   /** Authenticated (remote domain ⇒ local domains it may address) pairs. */
   private readonly pairs = new Map<string, Set<string>>();
@@ -59,7 +65,7 @@ export class InboundStream extends S2SStream {
    * @param directTls XEP-0368: the listener speaks TLS from the first byte (no STARTTLS); a
    * connection refused before its handshake is simply dropped, as no XML can be sent yet.
    */
-  constructor(socket: Socket, private readonly ctx: GatewayContext, directTls = false) {
+  constructor(socket: Socket, private readonly ctx: GatewayContext, readonly realm: Realm, directTls = false) {
     super(socket, ctx.config.preAuthMaxStanzaBytes);
     ctx.events.opened(this);
     // Refusals at accept time still carry our header first (RFC 6120 section 4.9.1.1): close()
@@ -105,6 +111,7 @@ export class InboundStream extends S2SStream {
   protected describe() {
     return {
       partner: this.partner?.Identity ?? null,
+      realm: this.realm.name,
       purpose: 'stream' as const,
       localDomain: this.localDomain,
       remoteDomain: this.remoteDomain ?? this.authenticatedDomains[0] ?? null,
@@ -124,7 +131,7 @@ export class InboundStream extends S2SStream {
   private header(): string {
     const dialback = !this.partner || dialbackAllowed(this.partner, true).ok;
     return streamHeader({
-      from: this.localDomain ?? this.ctx.tls.defaultDomain,
+      from: this.localDomain ?? this.realm.defaultDomain ?? this.ctx.tls.defaultDomain,
       to: this.remoteDomain ?? undefined,
       id: this.streamId || (this.streamId = newStreamId()),
       version: this.version1 ? '1.0' : undefined,
@@ -155,6 +162,12 @@ export class InboundStream extends S2SStream {
     this.close(new StreamError(condition, text));
   }
 
+  /** A peer domain this realm does not accept (a non-partner, or one of the domains we speak as). */
+  private refuseNotAPeer(domain: string): void {
+    const why = this.realm.notAPeer(domain);
+    this.refuse(null, this.realm.speaksAs(domain) ? 'invalid-from' : 'policy-violation', why.rule, why.text);
+  }
+
   private refusePermission(p: Permission, condition: StreamCondition = 'policy-violation'): void {
     if (!p.ok) this.refuse(this.partner?.Identity ?? null, condition, p.rule, p.text);
   }
@@ -173,9 +186,11 @@ export class InboundStream extends S2SStream {
     }
     // Empty from/to are treated as absent (Prosody sends from='' when unknown).
     // COMPAT(gmail, legacy dialback servers): no `to` ⇒ our default domain (ejabberd does the same).
+    const to = attrs.to || this.realm.defaultDomain;
+    if (!to) return this.refuse(null, 'host-unknown', 'to', "the stream header has no 'to'");
     let local: string;
     try {
-      local = attrs.to ? normalizeDomain(attrs.to) : this.ctx.tls.defaultDomain;
+      local = normalizeDomain(to);
     } catch {
       return this.refuse(null, 'host-unknown', 'to', `'${attrs.to}' is not a domain served here`);
     }
@@ -194,20 +209,15 @@ export class InboundStream extends S2SStream {
     }
     this.localDomain = local;
     this.remoteDomain = remote;
-    if (!this.ctx.localDomains.has(local)) {
+    if (!this.realm.speaksAs(local)) {
       this.localDomain = null;
-      return this.refuse(null, 'host-unknown', 'to', `${local} is not a domain served by this gateway`);
+      return this.refuse(null, 'host-unknown', 'to', `${local} is not a domain served ${this.realm.name === 'partners' ? 'by this gateway' : 'on the internal listener'}`);
     }
     if (remote !== null) {
-      if (this.ctx.localDomains.has(remote)) {
-        return this.refuse(null, 'invalid-from', 'from', `${remote} is a domain of this gateway, not a partner`);
-      }
-      const partner = this.ctx.partners().partnerFor(remote);
-      if (!partner) {
-        return this.refuse(null, 'policy-violation', 'AllowedPartner', `${remote} is not an allowed partner of this gateway`);
-      }
+      const partner = this.realm.peerFor(remote);
+      if (!partner) return this.refuseNotAPeer(remote);
       this.partner = partner;
-      if (!restart) {
+      if (!restart && this.realm.countsAgainstPartnerLimits) {
         const room = this.ctx.limits.partnerHasRoom(partner, 'inbound');
         if (!room.ok) return this.refuse(partner.Identity, 'policy-violation', room.rule, room.text);
       }
@@ -220,7 +230,8 @@ export class InboundStream extends S2SStream {
   private sendFeatures(): void {
     const p = this.partner;
     if (this.saslDone) {
-      this.send(streamFeatures([]));
+      // XEP-0198: acknowledgements are offered once the stream is authenticated (as Prosody does).
+      this.send(streamFeatures([smFeature()]));
       return;
     }
     const features: (Element | string)[] = [];
@@ -242,7 +253,7 @@ export class InboundStream extends S2SStream {
       if (sasl) features.push(saslMechanismsFeature(['EXTERNAL']));
       if (dialbackAllowed(p, true).ok) features.push(dialbackFeature(true));
       if (!sasl && p.SaslNegotiation === 'Required') {
-        // design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
+        // docs/design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
         const problem = this.certificateProblem(this.remoteDomain!) ?? `SaslNegotiation is Required for partner ${p.Identity}`;
         return this.refuse(p.Identity, 'not-authorized', 'SaslNegotiation', `SaslNegotiation is Required for partner ${p.Identity} and its certificate cannot be used: ${problem}`);
       }
@@ -269,6 +280,7 @@ export class InboundStream extends S2SStream {
       this.ctx.log.info('stream.error-received', { stream: this.connectionId, partner: this.partner?.Identity ?? null, condition: el.getChildElements()[0]?.name });
       return this.close();
     }
+    if (ns === NS_SM) return this.streamManagement(name);
     if (ns === NS_TLS && name === 'starttls') return this.starttls();
     if (ns === NS_SASL && name === 'auth') return this.saslAuth(el);
     if (!this.authenticated) {
@@ -360,10 +372,10 @@ export class InboundStream extends S2SStream {
       // XEP-0178 section 3 step 9: the authzid must be the header `from`.
       return this.saslRefused('invalid-authzid', 'sasl', `authzid ${domain} differs from the stream's from ${this.remoteDomain}`, false);
     }
-    const partner = this.ctx.partners().partnerFor(domain);
+    const partner = this.realm.peerFor(domain);
     if (!partner) {
       this.send(saslFailure('not-authorized'));
-      return this.refuse(null, 'policy-violation', 'AllowedPartner', `${domain} is not an allowed partner of this gateway`);
+      return this.refuseNotAPeer(domain);
     }
     this.partner = partner;
     const allowed = saslAllowed(partner, true);
@@ -405,14 +417,12 @@ export class InboundStream extends S2SStream {
     } catch {
       return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:result with an invalid from or to');
     }
-    if (!this.ctx.localDomains.has(local)) {
+    if (!this.realm.speaksAs(local)) {
       return this.dialbackError(remote, local, 'item-not-found', 'host-unknown', 'to', `${local} is not a domain served by this gateway`);
     }
-    const partner = this.ctx.partners().partnerFor(remote);
-    if (!partner) {
-      // Never connect out for a domain that is not a partner, not even to verify it.
-      return this.refuse(null, 'policy-violation', 'AllowedPartner', `${remote} is not an allowed partner of this gateway`);
-    }
+    const partner = this.realm.peerFor(remote);
+    // Never connect out for a domain that is not a partner, not even to verify it.
+    if (!partner) return this.refuseNotAPeer(remote);
     if (this.partner && partner.Identity !== this.partner.Identity) {
       return this.refuse(this.partner.Identity, 'policy-violation', 'AdditionalDomains', `${remote} belongs to partner ${partner.Identity}, not to ${this.partner.Identity}`);
     }
@@ -423,8 +433,8 @@ export class InboundStream extends S2SStream {
     }
     if (!this.partner) {
       this.partner = partner;
-      const room = this.ctx.limits.partnerHasRoom(partner, 'inbound');
-      if (!room.ok) return this.refuse(partner.Identity, 'policy-violation', room.rule, room.text);
+      const room = this.realm.countsAgainstPartnerLimits ? this.ctx.limits.partnerHasRoom(partner, 'inbound') : null;
+      if (room && !room.ok) return this.refuse(partner.Identity, 'policy-violation', room.rule, room.text);
     }
     if (this.pairs.get(remote)?.has(local)) {
       this.send(dbResultAnswer(local, remote, 'valid'));
@@ -436,13 +446,13 @@ export class InboundStream extends S2SStream {
     this.pendingDialback++;
     const streamId = this.streamId;
     const key = dialbackKeyText(el.getText());
-    void this.ctx.verifier.verify({ localDomain: local, remoteDomain: remote, streamId, key, signal: this.released$.signal }).then(
+    void this.ctx.verifier.verify({ realm: this.realm, localDomain: local, remoteDomain: remote, streamId, key, signal: this.released$.signal }).then(
       (answer) => {
         this.pendingDialback--;
         if (this.closed) return;
         // The list may have been reloaded while we waited: the answer counts only if the domain
         // still belongs to this stream's partner and that partner still allows dialback here.
-        const current = this.ctx.partners().partnerFor(remote);
+        const current = this.realm.peerFor(remote);
         if (!current || current.Identity !== partner.Identity) {
           return this.refuse(partner.Identity, 'policy-violation', 'AllowedPartner', `${remote} is no longer a domain of partner ${partner.Identity}`);
         }
@@ -504,15 +514,13 @@ export class InboundStream extends S2SStream {
     } catch {
       return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:verify with an invalid from or to');
     }
-    const partner = this.partner ?? this.ctx.partners().partnerFor(receiving);
-    if (!partner || this.ctx.partners().partnerFor(receiving)?.Identity !== partner.Identity) {
-      return this.refuse(null, 'policy-violation', 'AllowedPartner', `${receiving} is not an allowed partner of this gateway`);
-    }
+    const partner = this.partner ?? this.realm.peerFor(receiving);
+    if (!partner || this.realm.peerFor(receiving)?.Identity !== partner.Identity) return this.refuseNotAPeer(receiving);
     if (!this.isTls) {
       const plain = plaintextAllowed(partner);
       if (!plain.ok) return this.refusePermission(plain);
     }
-    if (!this.ctx.localDomains.has(originating)) {
+    if (!this.realm.speaksAs(originating)) {
       this.send(dbVerifyAnswer(originating, receiving, id, 'invalid'));
       return;
     }
@@ -522,32 +530,44 @@ export class InboundStream extends S2SStream {
     this.send(dbVerifyAnswer(originating, receiving, id, verdict));
   }
 
-  // Stanzas: the hot path (design.md section 5) -------------------------------------------------
+  // Stanzas: the hot path (docs/design.md section 5) -------------------------------------------------
 
   private stanza(el: Element, raw: string | undefined): void {
     if (!this.authenticated) {
       return this.refuse(this.partner?.Identity ?? null, 'not-authorized', 'authentication', 'stanza before authentication');
     }
-    const attrs = el.attrs;
-    const fromDomain = jidDomain(attrs.from);
-    const toDomain = jidDomain(attrs.to);
-    if (fromDomain === '' || toDomain === '') {
-      return this.refuse(this.partner!.Identity, 'improper-addressing', 'stanza', "stanza without a valid 'from' or 'to'");
-    }
-    const targets = this.pairs.get(fromDomain);
-    if (!targets) {
-      return this.refuse(this.partner!.Identity, 'invalid-from', 'stanza', `${fromDomain} is not authenticated on this stream`);
-    }
-    if (!targets.has(toDomain)) {
-      if (!this.ctx.localDomains.has(toDomain)) {
-        return this.refuse(this.partner!.Identity, 'host-unknown', 'stanza', `${toDomain} is not a domain served by this gateway`);
-      }
-      return this.refuse(this.partner!.Identity, 'improper-addressing', 'stanza', `${fromDomain} is not authenticated towards ${toDomain} on this stream`);
-    }
+    const fromDomain = jidDomain(el.attrs.from);
+    const toDomain = jidDomain(el.attrs.to);
+    const decision = decide(this.pairs, this.realm, this.partner!, this.ctx.approvals, el, fromDomain, toDomain);
+    if (decision.kind === 'close') return this.refuse(this.partner!.Identity, decision.condition, decision.rule, decision.text);
     this.stanzasIn++;
     this.meters?.stanzas.inc();
     this.lastStanzaAt = this.lastReceivedAt;
-    this.ctx.inbound.deliver(el, raw, fromDomain, toDomain, this);
+    if (this.smEnabled) this.handled = (this.handled + 1) >>> 0;
+    if (decision.kind === 'deliver') this.realm.sink.deliver(el, raw, fromDomain, toDomain, this);
+    else {
+      this.ctx.events.stanzaRefused(this, this.partner!.Identity, decision.rule, decision.condition, decision.text);
+      this.realm.sink.bounce(el, fromDomain, toDomain, decision.condition, decision.text, this);
+    }
+  }
+
+  // XEP-0198 acknowledgements ------------------------------------------------------------------
+
+  private streamManagement(name: string): void {
+    if (name === 'enable') {
+      if (!this.saslDone || this.smEnabled) return void this.send(smFailed('unexpected-request'));
+      this.smEnabled = true;
+      this.send(SM_ENABLED);
+      return;
+    }
+    // A stanza we counted has been delivered or bounced: nothing of it is left for the peer to keep.
+    if (name === 'r' && this.smEnabled) return void this.send(smAnswer(this.handled));
+    // <a/> answers requests we never send on an inbound stream; anything else is ignored.
+  }
+
+  /** XEP-0198 acknowledgements are on for this stream. */
+  get acksEnabled(): boolean {
+    return this.smEnabled;
   }
 
   // Helpers -------------------------------------------------------------------------------------
@@ -568,7 +588,7 @@ export class InboundStream extends S2SStream {
 
   /** Counts the stream against the partner's inbound limit at first authentication. */
   private countAgainstPartner(partner: PartnerRecord): boolean {
-    if (this.countedPartner) return true;
+    if (this.countedPartner || !this.realm.countsAgainstPartnerLimits) return true;
     const verdict = this.ctx.limits.addPartnerStream(partner, 'inbound', this);
     if (!verdict.ok) {
       this.refuse(partner.Identity, 'policy-violation', verdict.rule, verdict.text);

@@ -16,7 +16,9 @@ import { dbResultRequest, dbVerifyRequest } from '../negotiation/dialback.js';
 import { dialbackKey } from '../negotiation/dialback-key.js';
 import { dialbackAllowed, saslAllowed, tlsAllowed } from '../negotiation/partner-policy.js';
 import { externalAuth } from '../negotiation/sasl-external.js';
+import { newlyAcked, NS_SM, parseH, SM_ENABLE } from '../negotiation/stream-management.js';
 import type { PartnerRecord } from '../policy/types.js';
+import type { Realm } from '../routing/realm.js';
 import { checkPeerCertificate } from '../tls/peer-certificate.js';
 import { ALPN_XMPP_SERVER, MIN_TLS_VERSION } from '../tls/tls-contexts.js';
 import { streamHeader } from '../xml/builders.js';
@@ -63,8 +65,15 @@ export class OutboundStream extends S2SStream {
   readonly verdict: Promise<'valid' | 'invalid' | 'failed'>;
   /** Why the stream ended before doing its job, if it did. */
   failure: OutboundFailure | undefined;
+  /** XEP-0198: `<enable/>` sent after SASL, and whether `<enabled/>` came back. */
+  private smRequested = false;
+  private smActive = false;
+  /** Stanzas the peer confirmed with `<a h/>` (mod 2^32). */
+  private smAcked = 0;
+  /** Told how many more stanzas an `<a h/>` confirmed (the pool drops them from its resend list). */
+  onAcked: ((n: number) => void) | undefined;
 
-  constructor(socket: Socket, private readonly ctx: GatewayContext, readonly opts: OutboundOptions, directTls: boolean) {
+  constructor(socket: Socket, private readonly ctx: GatewayContext, readonly realm: Realm, readonly opts: OutboundOptions, directTls: boolean) {
     super(socket, ctx.config.maxStanzaBytes);
     this.ready = new Promise((resolve, reject) => {
       this.resolveReady = resolve;
@@ -99,6 +108,7 @@ export class OutboundStream extends S2SStream {
   protected describe() {
     return {
       partner: this.partner.Identity,
+      realm: this.realm.name,
       purpose: this.opts.purpose,
       localDomain: this.opts.localDomain,
       remoteDomain: this.opts.remoteDomain,
@@ -107,11 +117,11 @@ export class OutboundStream extends S2SStream {
   }
 
   /** Sends a serialised stanza; only once `ready` resolved (the pool queues before that). */
-  sendStanza(text: string): void {
+  sendStanza(text: string): boolean {
     this.stanzasOut++;
     this.meters?.stanzas.inc();
     this.lastStanzaAt = now();
-    this.send(text);
+    return this.send(text);
   }
 
   protected openingHeader(): string {
@@ -187,6 +197,7 @@ export class OutboundStream extends S2SStream {
       if (name === 'success') return this.saslSucceeded();
       return this.saslFailed(el);
     }
+    if (ns === NS_SM) return this.streamManagement(el);
     if (ns === NS_DIALBACK && name === 'result') return this.dialbackAnswer(el);
     if (ns === NS_DIALBACK && name === 'verify') return this.verifyAnswer(el);
     // Stanzas on our outbound stream would need XEP-0288 bidi, which we never request: ignore.
@@ -201,7 +212,14 @@ export class OutboundStream extends S2SStream {
     const p = this.partner;
     const dialbackFeature = f.getChild('dialback', NS_DIALBACK_FEATURE);
     if (dialbackFeature?.getChild('errors')) this.ctx.dialbackErrorsSupported.add(this.opts.remoteDomain);
-    if (this.saslDone) return this.becomeEstablished('sasl-external');
+    if (this.saslDone) {
+      // XEP-0198 section 3: enable acknowledgements when the post-SASL features offer them.
+      if (this.opts.purpose === 'stream' && f.getChild('sm', NS_SM)) {
+        this.smRequested = true;
+        this.send(SM_ENABLE);
+      }
+      return this.becomeEstablished('sasl-external');
+    }
     const starttls = f.getChild('starttls', NS_TLS);
     if (!this.isTls) {
       if (tlsAllowed(p).ok && (starttls || p.TlsNegotiation === 'Required')) {
@@ -337,16 +355,42 @@ export class OutboundStream extends S2SStream {
     this.close();
   }
 
+  /** Acknowledgements are on: delivery barriers may be `<r/>` instead of pings. */
+  get acksEnabled(): boolean {
+    return this.smActive;
+  }
+
+  /** `<enable/>` is out and unanswered: the peer counts our stanzas, so no ping may go out now. */
+  get acksPending(): boolean {
+    return this.smRequested && !this.smActive;
+  }
+
+  private streamManagement(el: Element): void {
+    const name = localName(el);
+    if (name === 'enabled' && this.smRequested) this.smActive = true;
+    else if (name === 'failed') this.smRequested = false;
+    else if (name === 'a' && this.smActive) {
+      const h = parseH(el.attrs.h);
+      const n = h === null ? null : newlyAcked(h, this.smAcked, this.stanzasOut);
+      if (n === null) {
+        // XEP-0198 section 4: an h larger than what was sent is a protocol error.
+        return this.giveUp('undefined-condition', 'stream-management', `${this.opts.remoteDomain} acknowledged stanzas that were never sent (h='${el.attrs.h}')`);
+      }
+      this.smAcked = h!;
+      if (n > 0) this.onAcked?.(n);
+    }
+  }
+
   private becomeEstablished(method: StreamAuth): void {
     if (this.established) return;
-    const verdict = this.ctx.limits.addPartnerStream(this.partner, 'outbound', this);
-    if (!verdict.ok) {
+    const verdict = this.realm.countsAgainstPartnerLimits ? this.ctx.limits.addPartnerStream(this.partner, 'outbound', this) : null;
+    if (verdict && !verdict.ok) {
       this.ctx.events.refused(this, this.partner.Identity, verdict.rule, 'policy-violation', verdict.text);
       this.fail(new OutboundFailure('resource-constraint', verdict.text));
       this.close();
       return;
     }
-    this.countedPartner = this.partner.Identity;
+    if (verdict) this.countedPartner = this.partner.Identity;
     this.established = true;
     this.authMethod = method;
     this.ctx.events.authenticated(this, this.partner.Identity, this.opts.remoteDomain, method);

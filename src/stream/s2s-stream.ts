@@ -34,6 +34,14 @@ export const READ_PAUSE_BYTES = 64 * 1024;
  * answers): one that leaves more than this unread (beyond what the kernel buffers) is dropped.
  */
 export const MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES = 32 * 1024;
+/**
+ * Output waiting for the peer above which a stream counts as congested: the router pauses the
+ * streams that feed it until it drains (ws and Node streams' highWaterMark idea).
+ */
+export const CONGESTED_BYTES = 256 * 1024;
+
+/** The reason in `readPauses` for stopping to read while our own output waits (READ_PAUSE_BYTES). */
+const OWN_OUTPUT = Symbol('own output');
 
 export const now = (): number => performance.now();
 
@@ -69,10 +77,12 @@ export abstract class S2SStream implements StreamParserHandler {
   private handshaking = false;
   protected readonly parser: StreamParser;
   private outQueue: string[] = [];
-  /** UTF-16 length of `outQueue` (a lower bound of its UTF-8 bytes). */
-  private outQueued = 0;
-  /** Reading stopped for flow control (see READ_PAUSE_BYTES). */
-  private readPaused = false;
+  /** UTF-16 code units waiting in outQueue (flushed on the next tick). */
+  private outQueueChars = 0;
+  private drainWaiters: (() => void)[] = [];
+  /** Why reading is paused (backpressure from the streams this one feeds); empty ⇒ reading. */
+  private readonly readPauses = new Set<unknown>();
+  /** Waiting for our output to drain below READ_PAUSE_BYTES to read again. */
   private drainAwaited = false;
   private flushScheduled = false;
   private closeTimer: NodeJS.Timeout | undefined;
@@ -89,9 +99,11 @@ export abstract class S2SStream implements StreamParserHandler {
   }
 
   abstract get auth(): StreamAuth;
+  /** XEP-0198 acknowledgements are on (negotiation/stream-management.ts). */
+  abstract get acksEnabled(): boolean;
   abstract get authenticated(): boolean;
   /** What differs between inbound and outbound streams in their status entry. */
-  protected abstract describe(): Pick<StreamInfo, 'partner' | 'purpose' | 'localDomain' | 'remoteDomain' | 'authenticatedDomains'>;
+  protected abstract describe(): Pick<StreamInfo, 'partner' | 'realm' | 'purpose' | 'localDomain' | 'remoteDomain' | 'authenticatedDomains'>;
 
   /** The stream's entry in `GET /status` (contract: stream-info.ts). */
   info(): StreamInfo {
@@ -101,6 +113,7 @@ export abstract class S2SStream implements StreamParserHandler {
       ...this.describe(),
       tls: this.tlsVersion,
       auth: this.auth,
+      acks: this.acksEnabled,
       remoteAddress: `${this.remoteAddress}:${this.remotePort}`,
       ageSeconds: Math.round((now() - this.createdAt) / 1000),
       stanzasIn: this.stanzasIn,
@@ -142,27 +155,64 @@ export abstract class S2SStream implements StreamParserHandler {
    * burst). Nothing is queued once the stream is closed, nor while a server-side TLS handshake
    * owns the connection (RFC 6120 section 5.4.3.3: no plaintext after <proceed/>).
    */
-  send(text: string): void {
-    if (this.closed || this.handshaking) return;
+  send(text: string): boolean {
+    if (this.closed || this.handshaking) return true;
     this.outQueue.push(text);
-    this.outQueued += text.length;
-    if (!this.readPaused && this.outQueued + this.socket.writableLength > READ_PAUSE_BYTES) this.pauseReading();
+    this.outQueueChars += text.length;
+    if (!this.readPauses.has(OWN_OUTPUT) && this.outQueueChars + this.socket.writableLength > READ_PAUSE_BYTES) this.pauseForOutput();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
+    return !this.congested;
+  }
+
+  /** More output waits for the peer than CONGESTED_BYTES. */
+  get congested(): boolean {
+    return this.outQueueChars + this.socket.writableLength > CONGESTED_BYTES;
+  }
+
+  /** Runs `cb` once the output has drained below the congestion mark, or the stream is gone. */
+  whenDrained(cb: () => void): void {
+    if (!this.congested || this.closed) return cb();
+    if (this.drainWaiters.push(cb) === 1) this.socket.once('drain', this.onDrain);
+  }
+
+  private readonly onDrain = (): void => {
+    if (this.congested && !this.closed) {
+      this.socket.once('drain', this.onDrain);
+      return;
+    }
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const cb of waiters) cb();
+  };
+
+  /**
+   * Stops reading from the peer on behalf of `reason` (a congested stream this one feeds);
+   * false when it was already paused for that reason.
+   */
+  pauseReading(reason: unknown): boolean {
+    if (this.readPauses.has(reason)) return false;
+    if (this.readPauses.size === 0) this.socket.pause();
+    this.readPauses.add(reason);
+    return true;
+  }
+
+  resumeReading(reason: unknown): void {
+    if (this.readPauses.delete(reason) && this.readPauses.size === 0 && !this.closed) this.socket.resume();
   }
 
   protected flush(): void {
     this.flushScheduled = false;
     if (this.outQueue.length === 0 || this.socket.destroyed) {
       this.outQueue = [];
-      this.outQueued = 0;
+      this.outQueueChars = 0;
       return;
     }
     const text = this.outQueue.length === 1 ? this.outQueue[0]! : this.outQueue.join('');
     this.outQueue = [];
-    this.outQueued = 0;
+    this.outQueueChars = 0;
     const bytes = Buffer.from(text, 'utf8');
     this.bytesOut += bytes.length;
     if (this.direction === 'outbound') this.meters?.bytes.inc(bytes.length);
@@ -180,8 +230,8 @@ export abstract class S2SStream implements StreamParserHandler {
       this.destroy(new StreamError('resource-constraint', why));
       return;
     }
-    if (unread > READ_PAUSE_BYTES) this.pauseReading();
-    if (this.readPaused) this.awaitDrain(unread > READ_PAUSE_BYTES);
+    if (unread > READ_PAUSE_BYTES) this.pauseForOutput();
+    if (this.readPauses.has(OWN_OUTPUT)) this.awaitDrain(unread > READ_PAUSE_BYTES);
   }
 
   /**
@@ -190,10 +240,12 @@ export abstract class S2SStream implements StreamParserHandler {
    */
   reportRefusal: ((rule: string, condition: string, text: string) => void) | null = null;
 
-  /** Stops reading: the socket, and the parser right after the element being handled (if any). */
-  private pauseReading(): void {
-    this.readPaused = true;
-    this.socket.pause();
+  /**
+   * Stops reading while our own output waits: the socket (a reason of its own among the
+   * router's, see pauseReading()) and the parser right after the element being handled.
+   */
+  private pauseForOutput(): void {
+    this.pauseReading(OWN_OUTPUT);
     this.parser.hold();
   }
 
@@ -205,11 +257,14 @@ export abstract class S2SStream implements StreamParserHandler {
     const go = (): void => {
       this.drainAwaited = false;
       socket.removeListener('drain', go);
-      if (this.closed || !this.readPaused) return;
+      if (this.closed || !this.readPauses.has(OWN_OUTPUT)) return;
       if (this.socket.writableLength > READ_PAUSE_BYTES) return this.awaitDrain(true);
-      this.readPaused = false;
+      this.readPauses.delete(OWN_OUTPUT);
       this.parser.release(); // may queue output and pause again
-      if (!this.readPaused && !this.closed) this.socket.resume();
+      if (!this.readPauses.has(OWN_OUTPUT)) {
+        this.readPauses.add(OWN_OUTPUT);
+        this.resumeReading(OWN_OUTPUT); // the socket resumes unless the router holds it too
+      }
     };
     // Not from inside a parser handler (release() is not re-entrant): 'drain' or the next turn.
     if (full) socket.on('drain', go);
@@ -361,6 +416,8 @@ export abstract class S2SStream implements StreamParserHandler {
       this.closed = true;
       this.closing(undefined);
     }
+    // Streams waiting for this one to drain must not wait forever.
+    this.onDrain();
     if (!this.isReleased) {
       this.isReleased = true;
       this.released();

@@ -15,8 +15,10 @@ export type StreamAuth = 'sasl-external' | 'dialback' | 'none';
 export interface StreamInfo {
   /** Gateway-local stream id (stable for the stream's life; not the XMPP stream id). */
   id: string;
-  /** Identity (primary domain) of the allowed partner, or null before it is known. */
+  /** Identity (primary domain) of the allowed partner, 'internal' for the internal server, or null before it is known. */
   partner: string | null;
+  /** 'partners': a stream with a partner server; 'internal': with the organisation's own server. */
+  realm: 'partners' | 'internal';
   direction: StreamDirection;
   /** 'dialback-verify': a short-lived stream that only carries `db:verify` (XEP-0220 section 2.3). */
   purpose: 'stream' | 'dialback-verify';
@@ -29,6 +31,8 @@ export interface StreamInfo {
   /** Negotiated TLS protocol version, e.g. 'TLSv1.3'; null on plain TCP. */
   tls: string | null;
   auth: StreamAuth;
+  /** XEP-0198 acknowledgements are enabled on this stream. */
+  acks: boolean;
   /** Peer address as `host:port` (`[v6]:port` for IPv6). */
   remoteAddress: string;
   ageSeconds: number;

@@ -4,17 +4,18 @@
  *  - streamEstablishmentTimeoutSeconds: header to authenticated, else `connection-timeout`;
  *  - EnableKeepAlive partners must show traffic (a whitespace ping counts) within
  *    keepAliveIntervalSeconds, else `connection-timeout`; we whitespace-ping our idle outbound
- *    streams to them at a third of that interval (design.md section 2);
+ *    streams to them at a third of that interval (docs/design.md section 2);
  *  - other partners' streams close after streamInactivityTimeoutSeconds without traffic;
  *  - after a partner-list reload, streams of removed partners, streams that no longer satisfy a
  *    tightened rule, and the newest streams above a lowered ConnectionLimit are closed
- *    (design.md section 6). Nothing else is disturbed.
+ *    (docs/design.md section 6). Nothing else is disturbed.
  */
 import { StreamError } from '../errors.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { streamStillAllowed } from '../negotiation/partner-policy.js';
 import type { PartnerList } from '../policy/partner-list.js';
 import type { PartnerRecord } from '../policy/types.js';
+import { INTERNAL_PEER } from '../routing/realm.js';
 import type { ConnectionLimits } from './connection-limits.js';
 import { InboundStream } from './inbound-stream.js';
 import { OutboundStream } from './outbound-stream.js';
@@ -73,10 +74,14 @@ export class StreamSupervisor {
     }
   }
 
-  /** design.md section 6: apply a reloaded partner list to the live streams. */
+  /** docs/design.md section 6: apply a reloaded partner list to the live streams. */
   recheck(list: PartnerList): void {
     for (const stream of this.streams) {
       if (stream.closed) continue;
+      if (isInternal(stream)) {
+        this.recheckInternal(stream);
+        continue;
+      }
       const old = partnerOf(stream);
       if (!old) continue;
       const domains = domainsOf(stream);
@@ -94,6 +99,17 @@ export class StreamSupervisor {
       }
     }
     this.enforceLimits(list);
+  }
+
+  /**
+   * Streams with the internal server on which we speak as a partner's domain end with that
+   * partner (issue 7: a removed partner's streams close in both directions).
+   */
+  private recheckInternal(stream: InboundStream | OutboundStream): void {
+    const ours = stream instanceof InboundStream ? stream.localDomain : stream.opts.localDomain;
+    if (ours !== null && !stream.realm.speaksAs(ours)) {
+      this.refuse(stream, INTERNAL_PEER, 'AllowedPartner', `${ours} is no longer an allowed partner domain`);
+    }
   }
 
   /** A lowered ConnectionLimit closes the newest streams above it, per direction. */
@@ -122,6 +138,10 @@ export class StreamSupervisor {
     this.onRefusal(stream, partner, rule, 'policy-violation', text);
     stream.close(new StreamError('policy-violation', text));
   }
+}
+
+function isInternal(stream: S2SStream): stream is InboundStream | OutboundStream {
+  return (stream instanceof InboundStream || stream instanceof OutboundStream) && stream.realm.name === 'internal';
 }
 
 function partnerOf(stream: S2SStream): PartnerRecord | null {

@@ -292,7 +292,7 @@ export interface DevCertificatesResult {
  * First-start helper: makes sure `<dir>/ca.pem` and `<dir>/<domain>.crt` + `<dir>/<domain>.key`
  * exist for every local domain, creating a development CA (`ca.pem`, `ca.key`) when needed.
  * Certificates carry DNS-IDs only (`domain`, `*.domain`) because ejabberd 23.01 crashes verifying
- * an id-on-xmppAddr SAN (see peers.md "Certificates"). Existing files are never overwritten
+ * an id-on-xmppAddr SAN (see docs/peers.md "Certificates"). Existing files are never overwritten
  * (opened with `wx`); private keys are written with mode 0600. File names use the domain's
  * lowercase A-label.
  * @throws GatewayError GW_ERR_TLS_DEV_CERT when a domain is invalid, when a certificate exists

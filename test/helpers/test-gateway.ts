@@ -79,7 +79,7 @@ export async function prepareGatewayDir(opts: TestGatewayOptions): Promise<{ dir
   const dir = await mkdtemp(join(tmpdir(), 'xgw-gw-'));
   const domains = opts.localDomains ?? ['gw.test'];
   for (const domain of domains) {
-    // DNS-ID only: ejabberd 23.01 crashes on xmppAddr SANs (peers.md).
+    // DNS-ID only: ejabberd 23.01 crashes on xmppAddr SANs (docs/peers.md).
     const cert = opts.pki.issue({ domain });
     await writeFile(join(dir, `${domain}.crt`), cert.certPem);
     await writeFile(join(dir, `${domain}.key`), cert.keyPem);

@@ -1,5 +1,5 @@
 /**
- * design.md section 2: the gateway whitespace-pings its own idle outbound streams to partners
+ * docs/design.md section 2: the gateway whitespace-pings its own idle outbound streams to partners
  * with EnableKeepAlive at a fraction of keepAliveIntervalSeconds, and not to partners without.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

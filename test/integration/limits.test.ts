@@ -1,5 +1,5 @@
 /**
- * Connection limits (design.md sections 2 and 3, issue 3) against the real gateway, over real
+ * Connection limits (docs/design.md sections 2 and 3, issue 3) against the real gateway, over real
  * sockets and TLS:
  *  - a partner's ConnectionLimit counts its authenticated streams per direction, across all its
  *    domains; the stream that would exceed it is refused `policy-violation` with a text naming

@@ -21,7 +21,7 @@ const POLICIES = NEGOTIATION_MATRIX.filter((row) => row.verdict !== 'invalid');
 const short = { Required: 'req', Optional: 'opt', NotSupported: 'ns' } as Record<string, string>;
 const domainOf = (p: (typeof POLICIES)[number]) => `t-${short[p.tls]}-${short[p.sasl]}-${p.dialback ? 'db' : 'nodb'}.test`;
 
-/** What must happen, reasoned from design.md sections 3 and 4 (not from the implementation). */
+/** What must happen, reasoned from docs/design.md sections 3 and 4 (not from the implementation). */
 function expected(p: (typeof POLICIES)[number], cert: CertState): Outcome {
   const certOk = cert === 'trusted' || cert === 'serverauth-only';
   const dialbackOk = p.dialback && p.sasl !== 'Required';

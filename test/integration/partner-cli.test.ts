@@ -71,8 +71,8 @@ describe('seed examples, as cmdlet lines', () => {
     t = await tempConfig();
     const r = await t.cli(['cmdlet', 'New-CsXmppAllowedPartner -Identity "contoso.com" -PartnerType "PublicVerified"']);
     expect(r.code).toBe(0);
-    // The default negotiation (SASL Required, dialback on) is a warning combination: saved, with the warning.
-    expect(r.stderr).toMatch(/^WARNING: contoso\.com: .*dialback never runs.*\n$/);
+    // The default negotiation (TLS Required, SASL Required, dialback on) is a valid record: no warning.
+    expect(r.stderr).toBe('');
     const [rec] = await json(['partner', 'get', '--identity', 'contoso.com']);
     expect(rec?.PartnerType).toBe('PublicVerified');
   });
@@ -83,8 +83,7 @@ describe('seed examples, as cmdlet lines', () => {
     expect(r.code).toBe(0);
     const [rec] = await json(['partner', 'get', '--identity', 'fabrikam.com']);
     expect(rec?.AdditionalDomains).toEqual(['research.fabrikam2.com']);
-    // The default record (SASL Required, dialback on) leaves dialback unused: a warning, saved anyway.
-    expect(r.stderr).toMatch(/^WARNING: fabrikam\.com: .*dialback never runs/m);
+    expect(r.stderr).toBe('');
   });
 
   it('New-CsXmppAllowedPartner -Domain with a comma list of AdditionalDomains', async () => {
@@ -107,7 +106,8 @@ describe('seed examples, as cmdlet lines', () => {
     t = await tempConfig(THREE);
     const r = await t.cli(['cmdlet', 'Get-CsXmppAllowedPartner | Set-CsXmppAllowedPartner -SaslNegotiation "Required"']);
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/WARNING: xmpp\.contoso\.org: SaslNegotiation Required with SupportDialbackNegotiation true/);
+    // SASL Required with the default dialback setting is not a combination that warns.
+    expect(r.stderr).toBe('');
     const all = await json(['partner', 'get']);
     expect(all.map((p) => p.SaslNegotiation)).toEqual(['Required', 'Required', 'Required']);
   });
@@ -328,6 +328,92 @@ describe('long options, output and pipes', () => {
   });
 });
 
+describe('Set changes existing partners only; New -InMemory is the one way it creates', () => {
+  /** Runs `args`, expects one error line naming the missing partner, and the file unchanged. */
+  async function refused(args: string[], stdin: string | undefined, identity: string) {
+    const before = await t.readPartners();
+    const r = await t.cli(args, { stdin });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr.trim()).toBe(`error: no partner with Identity '${identity}' (Set-CsXmppAllowedPartner changes existing partners only; create one with New-CsXmppAllowedPartner)`);
+    expect(await t.readPartners()).toBe(before);
+  }
+
+  it('records piped on stdin for a partner that does not exist are refused, as --identity is', async () => {
+    t = await tempConfig(THREE);
+    await refused(['partner', 'set', '--identity', 'nope.example', '--description', 'x'], undefined, 'nope.example');
+    await refused(['partner', 'set', '--description', 'x'], '[{"Identity": "nope.example"}]', 'nope.example');
+    await refused(['partner', 'set'], 'Identity : nope.example\n', 'nope.example');
+    // One missing record among existing ones: nothing is changed at all.
+    const mixed = '[{"Identity": "contoso.com", "Description": "changed"}, {"Identity": "nope.example"}]';
+    await refused(['partner', 'set'], mixed, 'nope.example');
+  });
+
+  it('a record from get, given back with --instance or -Instance after its partner was removed, is refused', async () => {
+    t = await tempConfig(THREE);
+    const got = await t.cli(['--json', 'partner', 'get', '--identity', 'contoso.com']);
+    expect((await t.cli(['partner', 'remove', '--identity', 'contoso.com'])).code).toBe(0);
+    const file = `${t.dir}/got.json`;
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(file, got.stdout);
+    await refused(['partner', 'set', '--instance', file], undefined, 'contoso.com');
+    await refused(['partner', 'set', '--instance', '-'], got.stdout, 'contoso.com');
+    // In one cmdlet line the Remove statement runs (and is saved) before Set refuses.
+    const line = await t.cli(['cmdlet', '$p = Get-CsXmppAllowedPartner -Identity xmpp.contoso.org; Remove-CsXmppAllowedPartner -Identity xmpp.contoso.org; Set-CsXmppAllowedPartner -Instance $p']);
+    expect(line.code).not.toBe(0);
+    expect(line.stderr).toMatch(/^error: no partner with Identity 'xmpp\.contoso\.org' \(Set-CsXmppAllowedPartner changes existing partners only/);
+    expect((await json(['partner', 'get'])).map((r) => r.Identity)).toEqual(['xmpp.fabrikam.org']);
+  });
+
+  it('a New -InMemory record is marked as such and Set commits it, from a variable, a file or stdin', async () => {
+    t = await tempConfig();
+    const mem = await t.cli(['--json', 'partner', 'new', '--identity', 'one.example', '--in-memory']);
+    expect(JSON.parse(mem.stdout)).toEqual([expect.objectContaining({ Identity: 'one.example', InMemory: true })]);
+    expect((await t.cli(['partner', 'set'], { stdin: mem.stdout })).code).toBe(0);
+    const list = await t.cli(['partner', 'new', '--identity', 'two.example', '--in-memory']);
+    expect(list.stdout).toContain('\nInMemory                   : True\n');
+    const commit = await t.cli(['partner', 'set', '--instance', '-'], { stdin: list.stdout });
+    expect([commit.code, commit.stderr]).toEqual([0, '']);
+    const line = await t.cli(['cmdlet', '$p = New-CsXmppAllowedPartner -Identity three.example -InMemory; $p.Description = "later"; Set-CsXmppAllowedPartner -Instance $p']);
+    expect([line.code, line.stderr]).toEqual([0, '']);
+    const all = await json(['partner', 'get']);
+    expect(all.map((r) => r.Identity)).toEqual(['one.example', 'two.example', 'three.example']);
+    expect(all.every((r) => !('InMemory' in r))).toBe(true);
+    expect(await t.readPartners()).not.toContain('InMemory');
+  });
+});
+
+describe('warnings: only for a combination the admin chose that can never take effect', () => {
+  it('the default record never warns, neither from New nor from New -InMemory committed by Set', async () => {
+    t = await tempConfig();
+    for (const args of [
+      ['partner', 'new', '--identity', 'a.example'],
+      ['cmdlet', 'New-CsXmppAllowedPartner -Identity "b.example" -TlsNegotiation Required -SaslNegotiation Required -SupportDialbackNegotiation $True'],
+      ['cmdlet', '$p = New-CsXmppAllowedPartner -Identity "c.example" -InMemory; $p.Description = "later"; Set-CsXmppAllowedPartner -Instance $p'],
+      ['partner', 'set', '--identity', 'a.example', '--sasl-negotiation', 'Required', '--description', 'unrelated'],
+    ]) {
+      const r = await t.cli(args);
+      expect([r.code, r.stderr], args.join(' ')).toEqual([0, '']);
+    }
+  });
+
+  it('a setting the admin chose that can never take effect warns once, on the command that chose it', async () => {
+    t = await tempConfig();
+    const chose = await t.cli(['cmdlet', '$p = New-CsXmppAllowedPartner -Identity "w.example" -TlsNegotiation Optional -InMemory; Set-CsXmppAllowedPartner -Instance $p']);
+    expect(chose.code).toBe(0);
+    expect(chose.stderr).toBe('WARNING: w.example: TlsNegotiation Optional: without TLS this partner can never authenticate (it needs SASL EXTERNAL), so plain TCP is useless\n');
+    // An unrelated later edit of that record does not repeat it.
+    const later = await t.cli(['partner', 'set', '--identity', 'w.example', '--description', 'x']);
+    expect([later.code, later.stderr]).toEqual([0, '']);
+    // Turning dialback off on a TLS Optional + SASL Optional partner makes plain TCP useless: warned.
+    expect((await t.cli(['partner', 'new', '--identity', 'o.example', '--tls-negotiation', 'Optional', '--sasl-negotiation', 'Optional'])).stderr).toBe('');
+    const off = await t.cli(['partner', 'set', '--identity', 'o.example', '--support-dialback-negotiation', 'false']);
+    expect(off.stderr).toMatch(/^WARNING: o\.example: TlsNegotiation Optional: .*plain TCP is useless\n$/);
+    const unused = await t.cli(['partner', 'new', '--identity', 'n.example', '--tls-negotiation', 'NotSupported', '--sasl-negotiation', 'Optional']);
+    expect(unused.stderr).toMatch(/^WARNING: n\.example: TlsNegotiation NotSupported with SaslNegotiation Optional/);
+  });
+});
+
 describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged', () => {
   const cases: [string, string[], RegExp][] = [
     ['unknown long option', ['partner', 'set', '--identity', 'contoso.com', '--colour', 'red'], /--colour/],
@@ -357,6 +443,14 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     ['misspelled switch', ['partner', 'new', '--identity', 'q.example', '--forse'], /partner new has no option --forse/],
     ['misspelled switch on get', ['partner', 'get', '--bogus'], /partner get has no option --bogus/],
     ['serve with a stray argument', ['serve', '--port', '1'], /serve takes no arguments besides --config/],
+    ['single-label Identity', ['partner', 'new', '--identity', 'localhost', '--force'], /Identity: 'localhost' is a single-label name/],
+    ['single-label Identity in a cmdlet line', ['cmdlet', 'New-CsXmppAllowedPartner -Identity intranet -InMemory'], /Identity: 'intranet' is a single-label name/],
+    ['single-label additional domain', ['cmdlet', 'Set-CsXmppAllowedPartner -Identity contoso.com -AdditionalDomains @{Add="intranet"}'], /AdditionalDomains: 'intranet' is a single-label name/],
+    ['Identity that is a local domain', ['partner', 'new', '--identity', 'GW.example', '--force'], /^error: Identity: gw\.example is one of this gateway's own localDomains/],
+    ['local domain in New -InMemory', ['cmdlet', 'New-CsXmppAllowedPartner -Identity gw.example -InMemory'], /Identity: gw\.example is one of this gateway's own localDomains/],
+    ['additional domain that is a local domain', ['partner', 'set', '--identity', 'contoso.com', '--add-domain', 'gw.example'], /AdditionalDomains: gw\.example is one of this gateway's own localDomains/],
+    ['ConnectionLimit 0', ['partner', 'set', '--identity', 'contoso.com', '--connection-limit', '0'], /ConnectionLimit: 0 would refuse every stream/],
+    ['ConnectionLimit 0 in a cmdlet line', ['cmdlet', 'New-CsXmppAllowedPartner -Identity z.example -ConnectionLimit 0'], /ConnectionLimit: 0 would refuse every stream/],
   ];
   for (const [name, args, message] of cases) {
     it(name, async () => {
@@ -396,6 +490,43 @@ describe('bad input: one clear line, non-zero exit, file byte-for-byte unchanged
     await t.writePartners('- Identity: a.example\n- Identity: b.example\n  AdditionalDomains: [A.example]\n');
     const r3 = await t.cli(['partner', 'get']);
     expect(r3.stderr.trim()).toMatch(/partners\.yaml:3: AdditionalDomains: domain a\.example already belongs to partner a\.example/);
+  });
+
+  it('a partner file naming a local domain, a single-label domain or ConnectionLimit 0 is refused at its line', async () => {
+    t = await tempConfig('- Identity: a.example\n- Identity: b.example\n  AdditionalDomains: [gw.example]\n');
+    const r = await t.cli(['partner', 'get']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim()).toMatch(/partners\.yaml:3: AdditionalDomains: gw\.example is one of this gateway's own localDomains/);
+    await t.writePartners('- Identity: a.example\n- Identity: intranet\n');
+    expect((await t.cli(['partner', 'get'])).stderr.trim()).toMatch(/partners\.yaml:2: Identity: 'intranet' is a single-label name/);
+    await t.writePartners('- Identity: a.example\n  ConnectionLimit: 0\n');
+    expect((await t.cli(['partner', 'get'])).stderr.trim()).toMatch(/partners\.yaml:2: ConnectionLimit: 0 would refuse/);
+    await t.writePartners('- Identity: a.example\n');
+    const piped = await t.cli(['partner', 'set', '--instance', '-'], { stdin: '[{"Identity": "a.example", "AdditionalDomains": ["gw.example"]}]' });
+    expect(piped.stderr.trim()).toBe("error: AdditionalDomains: gw.example is one of this gateway's own localDomains (gateway.yaml), so it cannot be a partner's domain");
+    expect(await t.readPartners()).toBe('- Identity: a.example\n');
+  });
+
+  it('a YAML syntax error names the line to fix, not the line after it', async () => {
+    const cases: [string, number][] = [
+      ['- Identity: a.example\n  Description: [unclosed\n', 2],
+      ['- Identity: a.example\n  Description: [unclosed\n- Identity: b.example\n', 2],
+      ['- Identity: a.example\n  AdditionalDomains: {x: 1\n  Foo: 2\n', 2],
+      ["- Identity: 'a.example\n\n", 1],
+      ['- Identity: a.example\n Bad: x\n', 2],
+      ['- Identity: a.example\n  Identity: b.example\n', 2],
+    ];
+    t = await tempConfig();
+    for (const [text, line] of cases) {
+      await t.writePartners(text);
+      const r = await t.cli(['partner', 'get']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr.trim(), JSON.stringify(text)).toMatch(new RegExp(`partners\\.yaml:${line}: invalid YAML`));
+    }
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(t.config, 'localDomains: [unclosed\n\nlisten: []\n');
+    const r = await t.cli(['partner', 'get']);
+    expect(r.stderr.trim()).toMatch(/gateway\.yaml:1: invalid YAML/);
   });
 
   it('a bad gateway.yaml is reported with file, line and field', async () => {

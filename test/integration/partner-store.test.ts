@@ -12,7 +12,7 @@ afterEach(async () => {
 
 describe('partner store', () => {
   it('20 concurrent writers lose nothing', async () => {
-    t = await tempConfig('# concurrent test\n- Identity: base.example\n  ConnectionLimit: 0\n');
+    t = await tempConfig('# concurrent test\n- Identity: base.example\n  ConnectionLimit: 1\n');
     const adds = Array.from({ length: 20 }, (_, i) =>
       i % 2 === 0
         ? t.cli(['partner', 'new', '--identity', `p${i}.example`, '--force'])

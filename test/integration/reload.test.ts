@@ -1,5 +1,5 @@
 /**
- * Reloading partners.yaml under live streams (design.md section 6), with the real gateway
+ * Reloading partners.yaml under live streams (docs/design.md section 6), with the real gateway
  * watching its file: a valid file is swapped in and every live stream re-checked (a removed
  * partner's streams are closed `policy-violation`, streams that no longer satisfy a tightened
  * TLS/SASL/dialback rule are closed, a lowered ConnectionLimit closes the newest streams above
@@ -238,15 +238,17 @@ describe('reload of a live stream\'s partner', () => {
     expect(took).toBeLessThan(2000);
   });
 
-  it('a partners.yaml that disappears while running is not read as "no partners"', async () => {
+  it('a partners.yaml that disappears while running means no partners, as an empty one: applied, with a warning', async () => {
     const g = await gateway(external('keep.test'));
     const keep = await sasl(g, 'keep.test');
     expect(keep.outcome).toBe('sasl-external');
     const { rm } = await import('node:fs/promises');
     await rm(g.partnersFile);
-    const failed = await g.waitForLog((l) => l.event === 'partners.reload-failed', 3000);
-    expect(String(failed.error)).toMatch(/partner file not found; the previous list stays in force/);
-    await expectUntouched(g, keep.peer, 'keep.test');
-    expect((await sasl(g, 'keep.test')).outcome).toBe('sasl-external');
+    const warned = await g.waitForLog((l) => l.event === 'partners.empty' && l.before === 1, 3000);
+    expect(warned).toMatchObject({ level: 'warn', message: '0 partners: all federation refused', file: g.partnersFile });
+    const err = await keep.peer.expectStreamError(2000);
+    expect(err.condition).toBe('policy-violation');
+    expect((await sasl(g, 'keep.test')).outcome).toBe('refused:policy-violation');
+    expect(g.logs.some((l) => l.event === 'partners.reload-failed')).toBe(false);
   });
 });

@@ -6,9 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, runCli } from '../helpers/cli.js';
+import { BIN, freePort, runCli, waitForText } from '../helpers/cli.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
 
 let dir: string;
@@ -18,16 +17,7 @@ let port = 0;
 let adminPort = 0;
 
 function waitForStderr(pattern: RegExp, from: number, timeoutMs = 5000): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now();
-    const check = () => {
-      const m = stderr.slice(from).match(pattern);
-      if (m) return resolve(m);
-      if (Date.now() - started > timeoutMs) return reject(new Error(`no ${pattern} on stderr within ${timeoutMs} ms:\n${stderr.slice(from)}`));
-      setTimeout(check, 25);
-    };
-    check();
-  });
+  return waitForText(() => stderr, pattern, from, timeoutMs);
 }
 
 async function firstGate(from: string): Promise<'features' | string> {
@@ -38,15 +28,6 @@ async function firstGate(from: string): Promise<'features' | string> {
   peer.destroy();
   if (el.name === 'stream:features') return 'features';
   return el.getChildElements()[0]?.name ?? el.name;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(p));
-    });
-  });
 }
 
 beforeAll(async () => {

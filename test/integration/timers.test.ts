@@ -1,5 +1,5 @@
 /**
- * Stream timers (design.md section 2) against the real gateway with second-sized settings:
+ * Stream timers (docs/design.md section 2) against the real gateway with second-sized settings:
  *  - streamEstablishmentTimeoutSeconds: header to authenticated, else `connection-timeout`; a
  *    TCP connection that never sends a header is closed too;
  *  - EnableKeepAlive partners must show traffic (a whitespace ping counts) within

@@ -1,5 +1,5 @@
 /**
- * Real Prosody and ejabberd federating IN to the gateway (issue 3): for the peers.md modes
+ * Real Prosody and ejabberd federating IN to the gateway (issue 3): for the docs/peers.md modes
  * external, tls-dialback and dialback, a user on each server pings the gateway's domain and gets
  * a result (the gateway answers over its own outbound stream to that server, negotiated per the
  * same partner record). A partner whose record the server cannot meet, and a non-partner, fail.
@@ -23,7 +23,7 @@ const GW = 'gw.test';
 const A = { domain: 'a.test', ip: '127.0.0.41', s2sPort: 25269, c2sPort: 25222 };
 const B = { domain: 'b.test', ip: '127.0.0.42', s2sPort: 25269, c2sPort: 25222 };
 
-/** The partner record that matches each peers.md mode. */
+/** The partner record that matches each docs/peers.md mode. */
 const RECORD: Record<Exclude<PeerMode, 'any'>, string> = {
   external: 'TlsNegotiation: Required\n  SaslNegotiation: Required\n  SupportDialbackNegotiation: false',
   'tls-dialback': 'TlsNegotiation: Required\n  SaslNegotiation: NotSupported\n  SupportDialbackNegotiation: true',

@@ -1,5 +1,5 @@
 /**
- * Proves the harness's mode table (peers.md) against the real servers, with no gateway: for each
+ * Proves the harness's mode table (docs/peers.md) against the real servers, with no gateway: for each
  * mode, a Prosody (p.test) and an ejabberd (e.test) federate in both directions, and ejabberd's
  * log shows the authentication method the mode is meant to produce:
  *

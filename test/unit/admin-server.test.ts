@@ -9,6 +9,7 @@ import { MetricsRegistry } from '../../src/admin/metrics.js';
 import { formatAge, status } from '../../src/admin/status-command.js';
 import { GatewayError } from '../../src/errors.js';
 import type { StreamInfo } from '../../src/stream/stream-info.js';
+import { http } from '../helpers/admin-http.js';
 
 function stream(over: Partial<StreamInfo> = {}): StreamInfo {
   return {
@@ -17,30 +18,6 @@ function stream(over: Partial<StreamInfo> = {}): StreamInfo {
     remoteAddress: '127.0.0.1:40000', ageSeconds: 65, stanzasIn: 12, stanzasOut: 3, bytesIn: 4096, bytesOut: 512,
     ...over,
   };
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function http(
-  port: number,
-  method: string,
-  path: string,
-  opts: { headers?: Record<string, string>; body?: string | Buffer; agent?: Agent; host?: string } = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: opts.host ?? '127.0.0.1', port, method, path, headers: opts.headers, agent: opts.agent ?? false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(opts.body);
-  });
 }
 
 /** Resolves with the connect error code, or 'connected'. */

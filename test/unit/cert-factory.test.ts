@@ -158,7 +158,7 @@ describe('issueCertificate', () => {
   });
 
   it('issues from a CA made by openssl whose key identifier forge would not derive', async () => {
-    // peers.md's test CA is made with openssl; its SKI must be copied into our AKID, not recomputed.
+    // docs/peers.md's test CA is made with openssl; its SKI must be copied into our AKID, not recomputed.
     const dir = join(tmp, 'openssl-ca');
     await mkdir(dir, { recursive: true });
     await writeFile(join(dir, 'ca.key'), key, { mode: 0o600 });
@@ -226,7 +226,7 @@ describe('ensureDevCertificates', () => {
     const root = new X509Certificate(await readFile(join(dir, 'ca.pem')));
     const leaf = new X509Certificate(await readFile(join(dir, 'gw.example.crt')));
     expect(root.ca).toBe(true);
-    // peers.md: ejabberd 23.01 crashes on an XmppAddr SAN, so dev certificates carry DNS-IDs only.
+    // docs/peers.md: ejabberd 23.01 crashes on an XmppAddr SAN, so dev certificates carry DNS-IDs only.
     expect(leaf.subjectAltName).toBe('DNS:gw.example, DNS:*.gw.example');
     expect(leaf.checkIssued(root) && leaf.verify(root.publicKey)).toBe(true);
     expect(leaf.checkPrivateKey(createPrivateKey(await readFile(join(dir, 'gw.example.key'))))).toBe(true);

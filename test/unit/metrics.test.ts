@@ -217,6 +217,10 @@ describe('GatewayMetrics', () => {
       'gw_partner_reloads_total counter',
       'gw_partners gauge',
       'gw_streams_closed_total counter',
+      'gw_relay_bounces_total counter',
+      'gw_relay_lost_total counter',
+      'gw_relay_resent_total counter',
+      'gw_relay_unconfirmed_total counter',
       'gw_stanza_refusals_total counter',
     ]);
     expect(text).toContain('gw_stream_refusals_total{partner="a.example",rule="tls-required",condition="policy-violation"} 1\n');

@@ -5,7 +5,7 @@ import { NEGOTIATION_MATRIX } from '../fixtures/negotiation-matrix.js';
 import { checkCombination, newRecord, recordFromObject } from '../../src/policy/validate.js';
 import type { Negotiation } from '../../src/policy/types.js';
 
-describe('the negotiation combination matrix (design.md section 3)', () => {
+describe('the negotiation combination matrix (docs/design.md section 3)', () => {
   for (const row of NEGOTIATION_MATRIX) {
     const name = `TLS ${row.tls} × SASL ${row.sasl} × dialback ${row.dialback} ⇒ ${row.verdict}`;
     it(name, () => {

@@ -14,10 +14,10 @@ import { delimiter, join, resolve } from 'node:path';
 import type { TestZone } from '../../helpers/test-dns.js';
 import type { PeerCerts } from './peer-certs.js';
 
-/** Directory of the `@NAME@` templates (copied from shared/peers/templates and adapted). */
+/** Directory of the `@NAME@` templates (docs/peers.md explains their settings). */
 export const TEMPLATE_DIR = resolve(import.meta.dirname, '../templates');
 
-/** The modes of peers.md's table (same names for both servers). */
+/** The modes of docs/peers.md's table (same names for both servers). */
 export type PeerMode = 'external' | 'tls-dialback' | 'dialback' | 'any';
 
 /** What `startProsody()` and `startEjabberd()` return. */
@@ -43,6 +43,8 @@ export interface PeerServer {
   logTail(lines?: number): Promise<string>;
   /** Stops the server (TERM, then KILL after a grace period) and removes its directory. Idempotent. */
   stop(): Promise<void>;
+  /** Stops the server with SIGTERM and starts it again on the same directory (accounts kept). Prosody only. */
+  restart?(): Promise<void>;
 }
 
 /** Options common to both servers. */

@@ -4,7 +4,7 @@
  * under a private temp directory.
  *
  * Started with `ejabberdctl --config-dir DIR/etc --logs DIR/log --spool DIR/spool --node NODE start`
- * (peers.md). As root, ejabberdctl always switches to the `ejabberd` user, so the instance directory
+ * (docs/peers.md). As root, ejabberdctl always switches to the `ejabberd` user, so the instance directory
  * is chowned to it. Erlang distribution runs without epmd (ERL_DIST_PORT, see
  * templates/ejabberdctl.cfg.tmpl): nothing machine-wide is started or shared, and stopping an
  * instance leaves no epmd behind. The node is `ej_<label>@<ip>` and listens for distribution only
@@ -28,7 +28,7 @@ export interface EjabberdOptions extends PeerOptions {
   distPort?: number;
 }
 
-/** peers.md mode table, ejabberd column. */
+/** docs/peers.md mode table, ejabberd column. */
 function modeSettings(mode: PeerMode, o: EjabberdOptions): { starttls: string; dialback: boolean; caFile: string } {
   switch (mode) {
     case 'external':

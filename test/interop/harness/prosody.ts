@@ -22,7 +22,7 @@ const LUNBOUND = '/usr/lib/x86_64-linux-gnu/lua/5.4/lunbound.so';
 
 const lua = (s: string): string => JSON.stringify(s);
 
-/** peers.md mode table, Prosody column. */
+/** docs/peers.md mode table, Prosody column. */
 function modeSettings(mode: PeerMode, o: ProsodyOptions): { modeConfig: string; disabled: string[]; cafile: string } {
   switch (mode) {
     case 'external':
@@ -79,28 +79,42 @@ export async function startProsody(o: ProsodyOptions): Promise<PeerServer> {
   );
   await writeFile(configFile, config);
 
-  const child = spawn(prosody, ['-F', '--config', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let consoleOut = '';
-  const keep = (d: Buffer): void => {
-    consoleOut = (consoleOut + d.toString('utf8')).slice(-8192);
+  /** Spawns Prosody on the config (again, for restart()); the PID is recorded for the exit hook. */
+  const launch = async (): Promise<{ pid: number; exited: () => string | null; console: () => string }> => {
+    const child = spawn(prosody, ['-F', '--config', configFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let consoleOut = '';
+    const keep = (d: Buffer): void => {
+      consoleOut = (consoleOut + d.toString('utf8')).slice(-8192);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    // A server a test forgot to stop must not keep the test process alive (the exit hook kills it).
+    child.unref();
+    (child.stdout as unknown as { unref(): void }).unref();
+    (child.stderr as unknown as { unref(): void }).unref();
+    const pid = child.pid;
+    if (pid === undefined) {
+      await rm(dir, { recursive: true, force: true });
+      throw new Error(`interop harness: could not spawn ${prosody}`);
+    }
+    trackPid(pid);
+    let exited: string | null = null;
+    child.once('exit', (code, sig) => {
+      exited = `exited with ${sig ?? `code ${code}`}`;
+      untrackPid(pid);
+    });
+    return { pid, exited: () => exited, console: () => consoleOut };
   };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  // A server a test forgot to stop must not keep the test process alive (the exit hook kills it).
-  child.unref();
-  (child.stdout as unknown as { unref(): void }).unref();
-  (child.stderr as unknown as { unref(): void }).unref();
-  const pid = child.pid;
-  if (pid === undefined) {
-    await rm(dir, { recursive: true, force: true });
-    throw new Error(`interop harness: could not spawn ${prosody}`);
-  }
-  trackPid(pid);
-  let exited: string | null = null;
-  child.once('exit', (code, sig) => {
-    exited = `exited with ${sig ?? `code ${code}`}`;
-    untrackPid(pid);
-  });
+  let proc = await launch();
+  const ready = async (timeoutMs: number): Promise<void> => {
+    const check = async (): Promise<void> => {
+      if (proc.exited() !== null || !isAlive(proc.pid)) {
+        throw new Error(`interop harness: Prosody (${o.domain}) ${proc.exited() ?? 'died'} during startup\nconsole:\n${proc.console()}\nlog:\n${await tailFile(logFile, 40)}`);
+      }
+    };
+    await waitForListener(o.ip, o.c2sPort, timeoutMs, check, `Prosody (${o.domain}) c2s`);
+    await waitForListener(o.ip, o.s2sPort, 5_000, check, `Prosody (${o.domain}) s2s`);
+  };
 
   let stopping: Promise<void> | null = null;
   const server: PeerServer = {
@@ -112,7 +126,9 @@ export async function startProsody(o: ProsodyOptions): Promise<PeerServer> {
     mode: o.mode,
     dir,
     logFile,
-    pid,
+    get pid() {
+      return proc.pid;
+    },
     async register(user, password) {
       await runOk(prosodyctl, ['--config', configFile, 'register', user, o.domain, password]);
     },
@@ -120,22 +136,23 @@ export async function startProsody(o: ProsodyOptions): Promise<PeerServer> {
     stop() {
       stopping ??= (async () => {
         // SIGTERM: Prosody closes its streams (s2s_close_timeout = 2 s) and exits.
-        await terminate(pid, 5_000);
-        untrackPid(pid);
+        await terminate(proc.pid, 5_000);
+        untrackPid(proc.pid);
         if (!KEEP_DIRS) await rm(dir, { recursive: true, force: true });
       })();
       return stopping;
     },
+    async restart() {
+      // SIGTERM as a service manager would send it; the directory (accounts, config) stays.
+      await terminate(proc.pid, 5_000);
+      untrackPid(proc.pid);
+      proc = await launch();
+      await ready(o.startTimeoutMs ?? 30_000);
+    },
   };
 
   try {
-    const check = async (): Promise<void> => {
-      if (exited !== null || !isAlive(pid)) {
-        throw new Error(`interop harness: Prosody (${o.domain}) ${exited ?? 'died'} during startup\nconsole:\n${consoleOut}\nlog:\n${await tailFile(logFile, 40)}`);
-      }
-    };
-    await waitForListener(o.ip, o.c2sPort, o.startTimeoutMs ?? 30_000, check, `Prosody (${o.domain}) c2s`);
-    await waitForListener(o.ip, o.s2sPort, 5_000, check, `Prosody (${o.domain}) s2s`);
+    await ready(o.startTimeoutMs ?? 30_000);
   } catch (err) {
     await server.stop();
     throw err;
