@@ -39,6 +39,8 @@ export class ConnectionLimits {
   private readonly unauthByAddress = new Map<string, number>();
   /** Unauthenticated connections and their addresses, oldest first (Map insertion order). */
   private readonly unauthenticated = new Map<Counted, string>();
+  /** Unauthenticated connections counted per address only (openUnauthenticated `global` false). */
+  private readonly unauthenticatedApart = new Map<Counted, string>();
   private readonly byPartner = { inbound: new Map<string, Set<Counted>>(), outbound: new Map<string, Set<Counted>>() };
   private verifications = 0;
 
@@ -65,12 +67,20 @@ export class ConnectionLimits {
     return this.unauthenticated.size;
   }
 
-  /** An inbound connection that has not authenticated yet: per remote address, then gateway-wide. */
-  openUnauthenticated(address: string, conn: Counted): LimitVerdict {
-    if (this.unauthenticated.has(conn)) return OK;
+  /**
+   * An inbound connection that has not authenticated yet: per remote address, then gateway-wide
+   * unless `global` is false (the internal server's connections: never shed for a partner's).
+   */
+  openUnauthenticated(address: string, conn: Counted, global = true): LimitVerdict {
+    if (this.unauthenticated.has(conn) || this.unauthenticatedApart.has(conn)) return OK;
     const n = this.unauthByAddress.get(address) ?? 0;
     if (n >= this.settings.maxUnauthenticatedPerAddress) {
       return { ok: false, rule: 'maxUnauthenticatedPerAddress', text: `too many unauthenticated connections from ${address} (limit ${this.settings.maxUnauthenticatedPerAddress})` };
+    }
+    if (!global) {
+      this.unauthenticatedApart.set(conn, address);
+      this.unauthByAddress.set(address, n + 1);
+      return OK;
     }
     const max = this.settings.maxUnauthenticated ?? Infinity;
     if (this.unauthenticated.size >= max) {
@@ -88,7 +98,7 @@ export class ConnectionLimits {
 
   /** The connection authenticated or went away; a no-op for one not counted (e.g. shed). */
   closeUnauthenticated(address: string, conn: Counted): void {
-    if (!this.unauthenticated.delete(conn)) return;
+    if (!this.unauthenticated.delete(conn) && !this.unauthenticatedApart.delete(conn)) return;
     const n = (this.unauthByAddress.get(address) ?? 1) - 1;
     if (n <= 0) this.unauthByAddress.delete(address);
     else this.unauthByAddress.set(address, n);

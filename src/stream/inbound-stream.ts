@@ -76,7 +76,7 @@ export class InboundStream extends S2SStream {
       return;
     }
     this.connectionCounted = true;
-    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress, this);
+    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress, this, realm.name === 'partners');
     if (!unauth.ok) {
       this.refuseAtAccept(directTls, unauth.rule, unauth.text);
       return;

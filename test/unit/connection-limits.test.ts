@@ -44,6 +44,20 @@ describe('maxUnauthenticatedConnections', () => {
     expect(shed).toEqual([]);
   });
 
+  it('connections kept apart (the internal server\'s) are never shed nor count against the cap', () => {
+    const shed: object[] = [];
+    const limits = new ConnectionLimits({ ...BASE, maxUnauthenticated: 1, shed: (c) => shed.push(c) });
+    const internal = {};
+    expect(limits.openUnauthenticated('10.0.0.1', internal, false).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.2', {}).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.3', {}).ok).toBe(true);
+    expect(shed).not.toContain(internal);
+    expect(shed).toHaveLength(1);
+    limits.closeUnauthenticated('10.0.0.1', internal);
+    for (let i = 0; i < 3; i++) expect(limits.openUnauthenticated('10.0.0.1', {}, false).ok).toBe(true); // its per-address slot was freed
+    expect(limits.openUnauthenticated('10.0.0.1', {}, false)).toMatchObject({ ok: false, rule: 'maxUnauthenticatedPerAddress' });
+  });
+
   it('without a shed function the newcomer is refused, naming the cap', () => {
     const limits = new ConnectionLimits({ ...BASE, maxUnauthenticated: 1 });
     limits.openUnauthenticated('127.0.0.2', {});
