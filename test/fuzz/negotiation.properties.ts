@@ -13,12 +13,12 @@
  * `npm run fuzz` (test/fuzz/negotiation.fuzz.ts).
  */
 import fc from 'fast-check';
-import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { dialbackKey } from '../../src/negotiation/dialback-key.js';
 import { NS_DIALBACK, NS_SASL, NS_TLS } from '../../src/xml/namespaces.js';
 import { isElement } from '../../src/xml/stream-parser.js';
-import { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { eventually } from '../helpers/live-streams.js';
-import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
+import { attempt, dialbackAuthority, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
 import { parseStreamError, ScriptedPeer } from '../helpers/scripted-peer.js';
 import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
@@ -76,17 +76,7 @@ export interface NegotiationFixture {
 export async function negotiationFixture(): Promise<NegotiationFixture> {
   const pki: TestPki = testPki();
   const serverCert = pki.issue({ domain: 'db.test', dnsNames: ['db.test', 'ext.test'] });
-  const authority = await FakePartnerServer.start({
-    domain: 'db.test',
-    extraDomains: ['ext.test'],
-    cert: serverCert.certPem,
-    key: serverCert.keyPem,
-    ca: pki.ca.certPem,
-    tls: 'optional',
-    sasl: true,
-    dialback: true,
-    answerVerify: (v) => (keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid'),
-  });
+  const authority = await dialbackAuthority('db.test', { extraDomains: ['ext.test'], cert: serverCert.certPem, key: serverCert.keyPem, ca: pki.ca.certPem, tls: 'optional', sasl: true });
   const route = `127.0.0.1:${authority.port}`;
   const gw = await startTestGateway({
     pki,
@@ -211,4 +201,20 @@ export async function negotiationFixture(): Promise<NegotiationFixture> {
 
 function errors(peer: ScriptedPeer): string[] {
   return peer.received.map((r) => parseStreamError(r.el)?.condition).filter((c): c is string => c !== undefined);
+}
+
+/** Registers the negotiation property as a vitest suite running with `params` (bounded or time-boxed). */
+export function negotiationSuite(title: string, params: () => fc.Parameters<[Step[]]>, timeoutMs?: number): void {
+  let fixture: NegotiationFixture;
+  beforeAll(async () => {
+    fixture = await negotiationFixture();
+  });
+  afterAll(async () => {
+    await fixture?.close();
+  });
+  describe(title, () => {
+    it('random negotiation sequences never crash the gateway and end in a stream error, an established stream or a clean close', async () => {
+      await fc.assert(fixture.property, params());
+    }, timeoutMs);
+  });
 }

@@ -12,11 +12,11 @@
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
-import { FakePartnerServer } from '../helpers/fake-partner-server.js';
+import type { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { startGatewayProcess, type GatewayProcess, type MemorySample } from '../helpers/gateway-process.js';
 import { sleep } from '../helpers/live-streams.js';
-import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
+import { churn } from '../helpers/hostile-clients.js';
+import { attempt, dialbackAuthority } from '../helpers/partner-attempt.js';
 import { testPki } from '../helpers/test-gateway.js';
 
 const HOSTILE = 32;
@@ -28,13 +28,7 @@ let authority: FakePartnerServer;
 let gw: GatewayProcess;
 
 beforeAll(async () => {
-  authority = await FakePartnerServer.start({
-    domain: 'db.test',
-    tls: 'none',
-    sasl: false,
-    dialback: true,
-    answerVerify: (v) => (keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid'),
-  });
+  authority = await dialbackAuthority('db.test');
   gw = await startGatewayProcess({
     pki: testPki(),
     partners: '- Identity: db.test\n  TlsNegotiation: NotSupported\n  SaslNegotiation: NotSupported\n',
@@ -132,20 +126,12 @@ describe('peers that never read', () => {
     await sleep(300);
     const base = await settled();
     const header = HEADER.replace(/ version='1.0'>$/, '>');
-    for (let round = 0; round < 20; round++) {
-      await Promise.all(Array.from({ length: 100 }, async (_, i) => {
-        const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: `127.0.0.${10 + (i % 10)}` });
-        s.on('error', () => {});
-        s.resume();
-        await new Promise((r) => s.once('connect', r));
-        if (i % 4 === 1) s.write(header.slice(0, 30 + i));
-        if (i % 4 === 2) s.write(`${header}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
-        if (i % 4 === 3) s.write(`${header}<db:verify from='db.test' to='gw.test' id='c${i}'>k</db:verify>`);
-        await new Promise((r) => setImmediate(r));
-        if (i % 2 === 0) s.destroy();
-        else s.end();
-      }));
-    }
+    await churn(gw.port, {
+      rounds: 20,
+      perRound: 100,
+      address: (i) => `127.0.0.${10 + (i % 10)}`,
+      payloads: ['', header.slice(0, 60), `${header}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`, `${header}<db:verify from='db.test' to='gw.test' id='c1'>k</db:verify>`],
+    });
     let after = await gw.memory();
     for (let i = 0; i < 40 && after.streams > base.streams; i++) {
       await sleep(100);

@@ -19,11 +19,12 @@
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
+import { dialbackKey } from '../../src/negotiation/dialback-key.js';
 import { NS_DIALBACK, NS_SASL, NS_TLS } from '../../src/xml/namespaces.js';
-import { FakePartnerServer } from '../helpers/fake-partner-server.js';
+import type { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { eventually, metricValue, sleep } from '../helpers/live-streams.js';
-import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
+import { churn, idleConnection as idle } from '../helpers/hostile-clients.js';
+import { attempt, dialbackAuthority } from '../helpers/partner-attempt.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
 import { startTestGateway, testPki, type LogLine, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
 
@@ -36,18 +37,6 @@ beforeAll(() => {
 });
 
 const localNameOf = (el: { name: string }): string => el.name.slice(el.name.indexOf(':') + 1);
-
-/** Opens an idle TCP connection from `localAddress` (closes when the gateway ends it). */
-async function idle(port: number, localAddress: string): Promise<net.Socket> {
-  const s = net.connect({ port, host: '127.0.0.1', localAddress });
-  s.on('error', () => {});
-  s.resume(); // read (and drop) whatever the gateway says
-  await new Promise((r, j) => {
-    s.once('connect', r);
-    s.once('error', j);
-  });
-  return s;
-}
 
 describe('floods of unauthenticated connections', () => {
   let gw: TestGateway;
@@ -102,13 +91,7 @@ describe('hostile peers', () => {
   let pings = 0;
 
   beforeAll(async () => {
-    authority = await FakePartnerServer.start({
-      domain: 'db.test',
-      tls: 'none',
-      sasl: false,
-      dialback: true,
-      answerVerify: (v) => (keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid'),
-    });
+    authority = await dialbackAuthority('db.test');
     trap = net.createServer((s) => {
       trapped++;
       s.destroy();
@@ -464,18 +447,13 @@ describe('hostile peers', () => {
 
     it('500 rapid connect/close cycles (some mid-header, some mid-TLS) leave no stream or slot behind', async () => {
       const header = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='db.test' to='gw.test' version='1.0'>";
-      for (let round = 0; round < 10; round++) {
-        await Promise.all(Array.from({ length: 50 }, async (_, i) => {
-          const s = net.connect({ port: gw.port, host: '127.0.0.1', localAddress: `127.0.0.${100 + (i % 20)}` });
-          s.on('error', () => {});
-          s.resume();
-          await new Promise((r) => s.once('connect', r));
-          if (i % 3 === 1) s.write(header.slice(0, 40 + i));
-          if (i % 3 === 2) s.write(`${header}<starttls xmlns='${NS_TLS}'/>`);
-          if (i % 2 === 0) s.destroy();
-          else s.end();
-        }));
-      }
+      const partial = Array.from({ length: 50 }, (_, i) => header.slice(0, 40 + i));
+      await churn(gw.port, {
+        rounds: 10,
+        perRound: 50,
+        address: (i) => `127.0.0.${100 + (i % 20)}`,
+        payloads: ['', partial[17]!, `${header}<starttls xmlns='${NS_TLS}'/>`, partial[43]!, '', `${header}<starttls xmlns='${NS_TLS}'/>`],
+      });
       const inbound = () => [...gw.gateway.streams].filter((x) => x.direction === 'inbound');
       const clean = await eventually(() => inbound().length === 0, 5000);
       expect(clean, `${inbound().length} inbound streams left`).toBe(true);
