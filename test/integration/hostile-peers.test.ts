@@ -387,18 +387,22 @@ describe('hostile peers', () => {
       await partnerStillServed();
     });
 
-    it('a TLS renegotiation attempt (TLS 1.2) is refused and the connection dropped', async () => {
-      const p = await afterHeader();
-      const info = await p.starttls({ maxVersion: 'TLSv1.2' });
+    it('a TLS renegotiation attempt (TLS 1.2) on an authenticated stream drops the connection', async () => {
+      // Authenticated by SASL EXTERNAL, so no establishment deadline runs meanwhile.
+      const p = await afterHeader('tls.test');
+      const c = pki.issue({ domain: 'tls.test' });
+      const info = await p.starttls({ maxVersion: 'TLSv1.2', cert: c.certPem, key: c.keyPem });
       expect(info.protocol).toBe('TLSv1.2');
       p.restart();
       await p.header();
       await p.features();
-      const tlsSocket = p.socket as TLSSocket;
+      expect(localNameOf(await p.saslExternal())).toBe('success');
+      p.restart();
+      await p.header();
+      await p.features();
       const before = gw.logs.length;
-      tlsSocket.renegotiate({ rejectUnauthorized: false }, () => {});
-      // The gateway drops the connection at once (well before the 2 s establishment deadline).
-      const line = await refusalLogged((l) => gw.logs.indexOf(l) >= before && l.partner === 'db.test', 1500);
+      (p.socket as TLSSocket).renegotiate({ rejectUnauthorized: false }, () => {});
+      const line = await refusalLogged((l) => gw.logs.indexOf(l) >= before && l.partner === 'tls.test');
       expect(line).toMatchObject({ rule: 'tlsRenegotiation', condition: 'policy-violation' });
       await p.closed(3000);
       await partnerStillServed();
