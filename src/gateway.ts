@@ -253,8 +253,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       supervisor.stop();
       reloader.stop();
       // Nothing queued is dropped silently at shutdown: it is bounced to its senders first.
-      partnerPool.drainAll('the gateway is shutting down');
-      internalPool?.drainAll('the gateway is shutting down');
+      partnerPool.shutdown('the gateway is shutting down');
+      internalPool?.shutdown('the gateway is shutting down');
       // Stop accepting, then end every stream (RFC 6120 section 4.9.3.17 system-shutdown); the
       // listeners finish closing once their connections are gone.
       const stopped = Promise.all(listeners.map((l) => l.close()));

@@ -161,7 +161,7 @@ export class Resolver {
    * (the domain or its targets do not exist: bounce remote-server-not-found).
    */
   async resolveS2s(domain: string, proxyFqdn?: string): Promise<Target[]> {
-    // protocol.md section 7 step 1: a configured proxy replaces DNS entirely (SNI, certificate identity
+    // docs/protocol.md section 7 step 1: a configured proxy replaces DNS entirely (SNI, certificate identity
     // and the stream `to` stay the partner domain; that is the connector's job).
     if (proxyFqdn !== undefined && proxyFqdn.trim() !== '') {
       const { host, port } = parseHostPort(proxyFqdn, XMPP_SERVER_PORT, 'proxy');
@@ -197,7 +197,7 @@ export class Resolver {
     if (candidates.length === 0) {
       // RFC 2782: Target "." = service decidedly not available; falling back to A/AAAA would ignore that.
       if (plainUnavailable) return [];
-      // RFC 6120 section 3.2.2 (and protocol.md section 7 step 5): NXDOMAIN or NODATA for the SRV name ⇒
+      // RFC 6120 section 3.2.2 (and docs/protocol.md section 7 step 5): NXDOMAIN or NODATA for the SRV name ⇒
       // the domain itself on 5269 with STARTTLS. Prosody does the same; there is no fallback for xmpps.
       const addresses = await this.addressesOf(name);
       return addresses.map((host) => ({ host, port: XMPP_SERVER_PORT, directTls: false, source: 'fallback' }));
@@ -370,7 +370,7 @@ export class Resolver {
       return { lookup: { kind: 'records', records: answers.map((a) => a.address) }, ttlMs };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      // protocol.md section 7 step 6: ENOTFOUND is NXDOMAIN and ENODATA is NODATA (both definitive);
+      // docs/protocol.md section 7 step 6: ENOTFOUND is NXDOMAIN and ENODATA is NODATA (both definitive);
       // ESERVFAIL, ETIMEOUT, ECONNREFUSED, EREFUSED ... are temporary.
       if (code === nodeDns.NOTFOUND) return { lookup: { kind: 'nxdomain' }, ttlMs: 0 };
       if (code === nodeDns.NODATA) return { lookup: { kind: 'nodata' }, ttlMs: 0 };
@@ -394,7 +394,7 @@ function toAsciiName(name: string): string | null {
 }
 
 /**
- * protocol.md section 7 step 6: convert with `url.domainToASCII()` before any DNS use (IDNA, lowercase).
+ * docs/protocol.md section 7 step 6: convert with `url.domainToASCII()` before any DNS use (IDNA, lowercase).
  * An IP-literal domainpart (RFC 6120 section 3.2, `[v6]` or v4) is returned bare.
  */
 function normalizeDomain(domain: string): string {

@@ -2,7 +2,7 @@
  * Outbound streams of one realm, one per (our domain, peer domain) pair, opened on demand and
  * reused: to partners (partner realm) or to the internal server (internal realm). Stanzas wait in
  * a queue bounded in count and bytes while the stream negotiates; if it fails, each queued
- * stanza's `undeliverable` callback runs with the stanza error to bounce (protocol.md 1.3:
+ * stanza's `undeliverable` callback runs with the stanza error to bounce (docs/protocol.md 1.3:
  * remote-server-not-found before any stream existed, remote-server-timeout after).
  *
  * Failed connection attempts back off per peer domain, exponentially with jitter (no reconnect
@@ -108,14 +108,15 @@ export class OutboundPool {
    * stream it went to is congested (the caller pauses its source until `whenWritable`).
    */
   send(localDomain: string, remoteDomain: string, text: string, undeliverable?: Undeliverable): boolean {
-    if (this.shutDown) {
-      undeliverable?.('remote-server-timeout', 'the gateway is shutting down');
-      return true;
-    }
     let link = this.links.get(localDomain)?.get(remoteDomain);
     // Straight onto an established stream, unless earlier stanzas still wait to be flushed (order).
     if (link?.stream?.authenticated && !link.stream.closed && link.queue.length === 0) {
       return this.transmit(link, link.stream, { text, undeliverable });
+    }
+    if (this.shutDown) {
+      // Shutting down: established streams still carry (bounces among them), nothing new opens.
+      undeliverable?.('remote-server-timeout', 'the gateway is shutting down');
+      return true;
     }
     const peer = this.realm.peerFor(remoteDomain);
     if (!peer) {
@@ -175,8 +176,11 @@ export class OutboundPool {
 
   private shutDown = false;
 
-  /** Shutdown: bounces every queued stanza; from now on nothing queues and no stream opens. */
-  drainAll(text: string): void {
+  /**
+   * Shutdown: bounces every queued stanza; from now on nothing queues and no stream opens, but
+   * established streams still carry what is sent to them until they close.
+   */
+  shutdown(text: string): void {
     this.shutDown = true;
     for (const byRemote of [...this.links.values()]) {
       for (const link of [...byRemote.values()]) this.failAll(link, new OutboundFailure('remote-server-timeout', text));
@@ -221,8 +225,9 @@ export class OutboundPool {
         link.stream = undefined;
         this.requeueUnconfirmed(link);
       }
-      if (link.queue.length === 0 && !link.stream && !link.opening) this.forget(link);
-      else if (link.queue.length > 0 && !link.opening && !this.shutDown) {
+      if (this.shutDown) this.failAll(link, new OutboundFailure('remote-server-timeout', 'the gateway is shutting down'));
+      else if (link.queue.length === 0 && !link.stream && !link.opening) this.forget(link);
+      else if (link.queue.length > 0 && !link.opening) {
         link.opening = true;
         void this.open(link).finally(() => (link.opening = false));
       }

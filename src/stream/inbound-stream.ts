@@ -1,5 +1,5 @@
 /**
- * The receiving side of a server-to-server stream (protocol.md 1.2): a partner connected to us.
+ * The receiving side of a server-to-server stream (docs/protocol.md 1.2): a partner connected to us.
  *
  * States: header ⇒ (features) ⇒ STARTTLS ⇒ header ⇒ (features) ⇒ SASL EXTERNAL ⇒ header ⇒
  * established, or dialback `db:result` pairs at any point the partner's record allows. What is
@@ -226,7 +226,7 @@ export class InboundStream extends S2SStream {
     if (this.version1) this.sendFeatures();
   }
 
-  /** Stream features for the current state (protocol.md 1.4), decided by the partner's record. */
+  /** Stream features for the current state (docs/protocol.md 1.4), decided by the partner's record. */
   private sendFeatures(): void {
     const p = this.partner;
     if (this.saslDone) {

@@ -1,9 +1,9 @@
 /**
- * The initiating side of a server-to-server stream (protocol.md 1.3): the gateway connects to a
+ * The initiating side of a server-to-server stream (docs/protocol.md 1.3): the gateway connects to a
  * partner, either to send stanzas ('stream') or only to ask a dialback verification
  * ('dialback-verify', XEP-0220 section 2.1.2, closed after the answer).
  *
- * Feature handling follows protocol.md 1.4 (Prosody's order: TLS, then SASL EXTERNAL, then
+ * Feature handling follows docs/protocol.md 1.4 (Prosody's order: TLS, then SASL EXTERNAL, then
  * dialback), decided by the partner's record: TlsNegotiation Required sends STARTTLS even if it
  * is not offered (RFC 7590 section 3.1, no stripping), SASL failure falls back to dialback only
  * where the record allows it.
@@ -171,7 +171,7 @@ export class OutboundStream extends S2SStream {
     }
     this.streamId = attrs.id;
     if (!attrs.version) {
-      // Pre-1.0 peer: no features will come (protocol.md 9.2).
+      // Pre-1.0 peer: no features will come (docs/protocol.md 9.2).
       if (!this.isTls && this.partner.TlsNegotiation === 'Required') {
         return this.giveUp('policy-violation', 'TlsNegotiation', `TlsNegotiation is Required for partner ${this.partner.Identity} but ${this.opts.remoteDomain} does not speak XMPP 1.0 streams`);
       }
@@ -272,7 +272,7 @@ export class OutboundStream extends S2SStream {
   private startTls(): void {
     this.parser.pause();
     if (this.parser.pendingBytes > 0) {
-      // protocol.md 1.5: anything after <proceed/> in plaintext is an injection attempt.
+      // docs/protocol.md 1.5: anything after <proceed/> in plaintext is an injection attempt.
       return this.destroy(new StreamError('policy-violation', 'data after <proceed/> before the TLS handshake'));
     }
     const servername = this.opts.remoteDomain;

@@ -10,7 +10,7 @@
  *   RFC 6125 (identity; see identity.ts)
  *
  * The socket is expected to come from `{ isServer: true, requestCert: true, rejectUnauthorized: false }`
- * (protocol.md 2.1) or from an outbound connection with `rejectUnauthorized: false`, so that a bad
+ * (docs/protocol.md 2.1) or from an outbound connection with `rejectUnauthorized: false`, so that a bad
  * certificate becomes a policy decision and a log line rather than an opaque handshake abort.
  * Call `socket.disableRenegotiation()` on the same socket (XEP-0344: a peer able to renegotiate could
  * swap certificates after this check); it is a no-op cost on TLS 1.3, which has no renegotiation.

@@ -6,7 +6,7 @@
  * so SASL EXTERNAL could never be offered. So the upgrade hands the raw socket to a
  * non-listening `tls.Server` (one per gateway), the way its own listener would, and picks the
  * resulting socket up from 'secureConnection'. SNI selects the local domain's certificate
- * (XEP-0368, protocol.md 2.2); without SNI the first local domain's certificate is used.
+ * (XEP-0368, docs/protocol.md 2.2); without SNI the first local domain's certificate is used.
  */
 import type { Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';

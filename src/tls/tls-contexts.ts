@@ -16,7 +16,7 @@ import { parseTrustAnchors } from './peer-certificate.js';
 
 /** TLS 1.2 is the floor (RFC 7590 section 3.1 via RFC 7525 section 3.1.1). */
 export const MIN_TLS_VERSION = 'TLSv1.2' as const;
-/** XEP-0368 section 3 / protocol.md 2.2: ALPN protocol id for server-to-server XMPP. */
+/** XEP-0368 section 3 / docs/protocol.md 2.2: ALPN protocol id for server-to-server XMPP. */
 export const ALPN_XMPP_SERVER = 'xmpp-server';
 
 export class TlsContexts {

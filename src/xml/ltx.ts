@@ -1,6 +1,6 @@
 /**
  * The single entry point to ltx (pinned to 3.1.2; upstream is changing its exports, see
- * docs protocol.md §10). No other file imports `ltx` directly.
+ * docs/protocol.md §10). No other file imports `ltx` directly.
  *
  * - `Element`: ltx's DOM element. Names are raw qualified names; namespaces resolve via `parent`.
  * - `SaxLtx`: ltx's streaming tokenizer, deep-imported (`ltx/src/parsers/ltx.js`) because the

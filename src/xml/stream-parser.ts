@@ -4,7 +4,7 @@
  * References: RFC 6120 §4.2–4.3 (stream documents, restarts), §4.8 (namespaces), §4.9.3 (stream
  * error conditions), §11 (XML restrictions: no comments, PIs, DTDs, non-predefined entities;
  * UTF-8 only); XML 1.0 5th ed. (well-formedness, Char production); Namespaces in XML 1.0.
- * docs: protocol.md §1.5 (restarts, STARTTLS injection), §8 (hazards), §10 (ltx facts).
+ * docs: docs/protocol.md §1.5 (restarts, STARTTLS injection), §8 (hazards), §10 (ltx facts).
  *
  * Pipeline per chunk:
  *  1. UTF-8: `isUtf8()` on whole chunks plus a carry of at most 3 bytes for a character split
@@ -187,7 +187,7 @@ function nwf(text: string): StreamError {
  * `pause()` (or `reset()`) called from inside a handler stops the parser right after the current
  * top-level element and holds the rest of the chunk, visible at once through `pendingBytes` —
  * so plaintext injected after `<starttls/>` in the same TCP read is detectable before `<proceed/>`
- * is written (protocol.md §1.5). `resume()` parses held bytes; `takePending()` hands them over.
+ * is written (docs/protocol.md §1.5). `resume()` parses held bytes; `takePending()` hands them over.
  */
 export class StreamParser {
   /** Set by the owner before the first write. */

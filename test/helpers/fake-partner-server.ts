@@ -3,7 +3,7 @@
  * both for its normal outbound streams (stanzas, pings) and for dialback verification
  * connections to the partner's Authoritative Server (db:verify).
  *
- * It behaves like a real receiving server (Prosody/ejabberd as read for protocol.md):
+ * It behaves like a real receiving server (Prosody/ejabberd as described in docs/protocol.md):
  *   header with a fresh id → features per settings → `<proceed/>` + TLS server upgrade (client
  *   certificate requested, never required) → restart → features (EXTERNAL only when the client
  *   certificate chains to `ca` and names the header `from`; dialback) → `<success/>` → restart →
@@ -17,7 +17,7 @@
  * `authorized`/`authorizationError` (Node 20: only sockets made by a tls.Server get them), and
  * checkPeerCertificate relies on both.
  *
- * References: RFC 6120 sections 4-6, XEP-0178, XEP-0220; protocol.md sections 1-6, 9.
+ * References: RFC 6120 sections 4-6, XEP-0178, XEP-0220; docs/protocol.md sections 1-6, 9.
  */
 import net, { type AddressInfo, type Server, type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';

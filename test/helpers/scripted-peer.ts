@@ -13,7 +13,7 @@
  * error: the gateway must not send plaintext there).
  *
  * References: RFC 6120 sections 4 (streams), 5 (STARTTLS), 6 (SASL), 4.9 (stream errors);
- * XEP-0178 (EXTERNAL for s2s), XEP-0220 (dialback); protocol.md sections 1-6, 9.
+ * XEP-0178 (EXTERNAL for s2s), XEP-0220 (dialback); docs/protocol.md sections 1-6, 9.
  */
 import net, { type Socket } from 'node:net';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';

@@ -126,6 +126,15 @@ it(`the internal server restarts mid-flow: all ${TOTAL} messages are delivered o
   });
   stop.done = true;
   await Promise.all([collector, errorsSeen]);
+  // COMPAT(prosody): a message that reaches bob's account between his reconnecting and his
+  // initial presence waits in offline storage; a later login receives it, as a user would.
+  const late = await connectClient(internal, 'bob', 'pw', { resource: 'late' });
+  for (;;) {
+    const el = await late.waitFor((e) => e.name === 'message' && e.attrs.type !== 'error' && /^m-\d+$/.test(e.attrs.id ?? ''), 1500, 'an offline message').catch(() => null);
+    if (!el) break;
+    delivered.add(el.attrs.id!);
+  }
+  await late.close();
 
   function countAccounted(): number {
     let n = 0;
@@ -138,6 +147,11 @@ it(`the internal server restarts mid-flow: all ${TOTAL} messages are delivered o
   for (const c of bounced.values()) conditions[c] = (conditions[c] ?? 0) + 1;
   const metrics = gw.gateway.metrics.render().split('\n').filter((l) => l.startsWith('gw_relay_'));
   console.log(`internal restart: sent ${TOTAL}, delivered ${[...delivered].filter((id) => id !== 'm-warmup').length}, bounced ${bounced.size} ${JSON.stringify(conditions)}, both ${both.length}, lost ${lost.length}\n${metrics.join('\n')}`);
+  if (lost.length > 0) {
+    // What the gateway saw of the internal link, for the post-mortem.
+    const relevant = gw.logs.filter((l) => /^(outbound|relay|stream\.(refused|authenticated)|internal)/.test(l.event) && (l.realm === 'internal' || l.partner === 'internal' || l.remote === CORP.domain));
+    console.log(`lost ${lost.join(' ')}\n${relevant.slice(-60).map((l) => JSON.stringify(l)).join('\n')}`);
+  }
   expect(lost).toEqual([]);
   // The restart really interrupted the flow: some messages went each way.
   expect(delivered.size).toBeGreaterThan(RESTART_AT / 2);

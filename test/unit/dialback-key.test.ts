@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { dialbackKey, keysEqual, newStreamId } from '../../src/negotiation/dialback-key.js';
 
-// XEP-0185 examples (also protocol.md section 4.2, checked against Prosody/ejabberd).
+// XEP-0185 examples (also docs/protocol.md section 4.2, checked against Prosody/ejabberd).
 const SECRET = 's3cr3tf0rd14lb4ck';
 
 describe('dialbackKey (XEP-0185)', () => {

@@ -39,11 +39,11 @@ beforeAll(async () => {
     key: serverCert.keyPem,
     ca: [ca.certPem],
     requestCert: true,
-    rejectUnauthorized: false, // protocol.md 2.1: a bad certificate is a policy decision, not a handshake abort
+    rejectUnauthorized: false, // docs/protocol.md 2.1: a bad certificate is a policy decision, not a handshake abort
     minVersion: 'TLSv1.2',
   });
   server.on('secureConnection', (s) => {
-    // XEP-0344 / protocol.md 2.2: no renegotiation, so the certificate checked below stays the peer's.
+    // XEP-0344 / docs/protocol.md 2.2: no renegotiation, so the certificate checked below stays the peer's.
     s.disableRenegotiation();
     s.on('error', () => {});
     const remotePort = s.remotePort ?? -1;
