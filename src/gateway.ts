@@ -98,6 +98,10 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     partnerConnectionLimit: config.partnerConnectionLimit,
     maxUnauthenticatedPerAddress: config.maxUnauthenticatedConnectionsPerAddress,
     maxDialbackVerifications: config.maxDialbackVerifications,
+    maxUnauthenticated: config.maxUnauthenticatedConnections,
+    shed: (oldest, rule, text) => {
+      if (oldest instanceof InboundStream) oldest.refuse(oldest.partner?.Identity ?? null, 'policy-violation', rule, text);
+    },
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);
@@ -270,9 +274,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
 /** Streams report here; logs and metrics are labelled by partner (never by an unvetted domain). */
 function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Logger): StreamEvents {
-  return {
+  const events: StreamEvents = {
     opened(stream) {
       streams.add(stream);
+      // Drops the transport decides (unread output, failed TLS handshake) are refusals too.
+      stream.reportRefusal = (rule, condition, text) => events.refused(stream, stream.info().partner, rule, condition, text);
     },
     stanzaRefused(stream, partner, rule, condition, text) {
       metrics.stanzaRefusals.inc([partner, rule, condition]);
@@ -297,6 +303,7 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
       log.debug('stream.closed', { stream: stream.connectionId, partner: info.partner, condition: stream.closeReason?.condition });
     },
   };
+  return events;
 }
 
 /**

@@ -95,6 +95,12 @@ export interface GatewayConfig {
   readonly reloadDebounceMs: number;
   /** Inbound connections not yet authenticated, per remote address (floods, slowloris). */
   readonly maxUnauthenticatedConnectionsPerAddress: number;
+  /**
+   * Inbound connections not yet authenticated, gateway-wide; below connectionLimit so
+   * authenticated streams always have room. When full, a new connection sheds the oldest.
+   * Default: half of connectionLimit, at most 500 (defaultMaxUnauthenticatedConnections).
+   */
+  readonly maxUnauthenticatedConnections: number;
   /** Dialback verification connections in flight, gateway-wide; not counted against partners. */
   readonly maxDialbackVerifications: number;
   /** PublicUnverified approvals (src/policy/approvals.ts): local users who reached out to remote users. */
@@ -130,9 +136,14 @@ const KNOWN_KEYS = new Set([
   'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
-  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
+  'maxUnauthenticatedConnectionsPerAddress', 'maxUnauthenticatedConnections', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
 ]);
 const APPROVALS_KEYS = new Set(['file', 'maxEntries']);
+
+/** maxUnauthenticatedConnections when unset: half of connectionLimit, at least 1, at most 500. */
+export function defaultMaxUnauthenticatedConnections(connectionLimit: number): number {
+  return Math.max(1, Math.min(500, Math.floor(connectionLimit / 2)));
+}
 
 /** Parses and validates gateway.yaml text; `warn` receives non-fatal notes (unknown keys). */
 export function parseGatewayConfig(text: string, file: string, warn: (msg: string) => void = () => {}): GatewayConfig {
@@ -225,6 +236,12 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
 
   const int = (key: keyof typeof DEFAULTS & string, min: number) =>
     v.int(get(key), key, DEFAULTS[key] as number, min);
+  const connectionLimit = int('connectionLimit', 1);
+  const unauthNode = get('maxUnauthenticatedConnections');
+  const maxUnauthenticatedConnections = v.int(unauthNode, 'maxUnauthenticatedConnections', defaultMaxUnauthenticatedConnections(connectionLimit), 1);
+  if (unauthNode !== undefined && connectionLimit > 1 && maxUnauthenticatedConnections >= connectionLimit) {
+    v.fail(unauthNode, 'maxUnauthenticatedConnections', `${maxUnauthenticatedConnections} must be below connectionLimit (${connectionLimit}), so authenticated streams always have room`);
+  }
 
   const internalNode = get('internal');
   let internal: InternalConfig | null = null;
@@ -275,7 +292,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     admin,
     dns,
     dialbackSecret,
-    connectionLimit: int('connectionLimit', 1),
+    connectionLimit,
     partnerConnectionLimit: int('partnerConnectionLimit', 1),
     keepAliveIntervalSeconds: int('keepAliveIntervalSeconds', 1),
     streamEstablishmentTimeoutSeconds: int('streamEstablishmentTimeoutSeconds', 1),
@@ -285,6 +302,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     logMessageBodies: v.bool(get('logMessageBodies'), 'logMessageBodies', DEFAULTS.logMessageBodies),
     reloadDebounceMs: int('reloadDebounceMs', 0),
     maxUnauthenticatedConnectionsPerAddress: int('maxUnauthenticatedConnectionsPerAddress', 1),
+    maxUnauthenticatedConnections,
     maxDialbackVerifications: int('maxDialbackVerifications', 1),
     approvals,
   };

@@ -14,7 +14,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { StreamError, type StreamCondition } from '../errors.js';
 import type { GatewayContext } from '../gateway-context.js';
-import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, type DialbackErrorCondition } from '../negotiation/dialback.js';
+import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, MAX_DIALBACK_ID_CHARS, type DialbackErrorCondition } from '../negotiation/dialback.js';
 import { dialbackKey, keysEqual, newStreamId } from '../negotiation/dialback-key.js';
 import { dialbackAllowed, plaintextAllowed, saslAllowed, tlsAllowed, type Permission } from '../negotiation/partner-policy.js';
 import { decodeAuthzid, SASL_SUCCESS, saslFailure } from '../negotiation/sasl-external.js';
@@ -76,7 +76,7 @@ export class InboundStream extends S2SStream {
       return;
     }
     this.connectionCounted = true;
-    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress);
+    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress, this, realm.name === 'partners');
     if (!unauth.ok) {
       this.refuseAtAccept(directTls, unauth.rule, unauth.text);
       return;
@@ -151,7 +151,7 @@ export class InboundStream extends S2SStream {
   private releaseUnauthenticated(): void {
     if (this.unauthCounted) {
       this.unauthCounted = false;
-      this.ctx.limits.closeUnauthenticated(this.remoteAddress);
+      this.ctx.limits.closeUnauthenticated(this.remoteAddress, this);
     }
   }
 
@@ -505,6 +505,7 @@ export class InboundStream extends S2SStream {
     if (el.attrs.type) return; // typed verify answers are not accepted inbound (XEP-0220 section 3.1)
     const { from, to, id } = el.attrs;
     if (!from || !to || !id) return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:verify without from, to or id');
+    if (id.length > MAX_DIALBACK_ID_CHARS) return this.refuse(this.partner?.Identity ?? null, 'policy-violation', 'dialback', `db:verify id longer than ${MAX_DIALBACK_ID_CHARS} characters`);
     let receiving: string;
     let originating: string;
     try {
