@@ -1,0 +1,11 @@
+/** The diagnostic commands by name (issue 10): each takes (configPath, json, args) and returns the exit status. */
+import { probeCommand } from './probe-command.js';
+
+type Command = (configPath: string, json: boolean, args: readonly string[]) => Promise<number>;
+
+export const DIAGNOSTIC_COMMANDS: Record<'check' | 'probe' | 'explain' | 'import', Command> = {
+  check: async () => 1,
+  probe: probeCommand,
+  explain: async () => 1,
+  import: async () => 1,
+};
