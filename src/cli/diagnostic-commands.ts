@@ -1,4 +1,5 @@
 /** The diagnostic commands by name (issue 10): each takes (configPath, json, args) and returns the exit status. */
+import { explainCommand } from './explain-command.js';
 import { probeCommand } from './probe-command.js';
 
 type Command = (configPath: string, json: boolean, args: readonly string[]) => Promise<number>;
@@ -6,6 +7,6 @@ type Command = (configPath: string, json: boolean, args: readonly string[]) => P
 export const DIAGNOSTIC_COMMANDS: Record<'check' | 'probe' | 'explain' | 'import', Command> = {
   check: async () => 1,
   probe: probeCommand,
-  explain: async () => 1,
+  explain: explainCommand,
   import: async () => 1,
 };
