@@ -1,6 +1,7 @@
 /** The diagnostic commands by name (issue 10): each takes (configPath, json, args) and returns the exit status. */
 import { checkCommand } from './check-command.js';
 import { explainCommand } from './explain-command.js';
+import { importCommand } from './import-command.js';
 import { probeCommand } from './probe-command.js';
 
 type Command = (configPath: string, json: boolean, args: readonly string[]) => Promise<number>;
@@ -9,5 +10,5 @@ export const DIAGNOSTIC_COMMANDS: Record<'check' | 'probe' | 'explain' | 'import
   check: checkCommand,
   probe: probeCommand,
   explain: explainCommand,
-  import: async () => 1,
+  import: importCommand,
 };
