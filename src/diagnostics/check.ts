@@ -50,7 +50,7 @@ export async function check(configPath: string): Promise<Finding[]> {
   for (const note of notes) {
     const m = /^(.*?:\d+): (.*)$/.exec(note);
     const [where, what] = m ? [m[1]!, m[2]!] : [config.file, note];
-    if (/unknown setting/.test(what)) add('error', 'config', where, `${what}: a misspelt key silently does nothing; correct or remove it`);
+    if (/unknown setting/.test(what)) add('error', 'config', where, `${what.replace(/, ignored$/, '')}: serve ignores it, so a misspelt key silently does nothing; correct or remove it`);
     else add('warning', 'config', where, what);
   }
   if (notes.length === 0) add('ok', 'config', config.file, 'gateway.yaml is valid');

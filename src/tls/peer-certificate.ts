@@ -115,7 +115,8 @@ export function checkCertificate(
 /** Why a checked certificate cannot authenticate `domain`, in the words of refusals and logs; null when it can. */
 export function certificateProblem(check: PeerCertificateResult, domain: string): string | null {
   if (!check.chainValid) return `certificate not trusted (${check.chainError ?? 'unknown error'})`;
-  if (!check.identity.ok) return `certificate does not name ${domain} (${check.identity.reason})`;
+  // identity.ts's reasons mostly say "certificate does not name D (...)" already; never twice.
+  if (!check.identity.ok) return check.identity.reason.startsWith('certificate does not name') ? check.identity.reason : `certificate does not name ${domain} (${check.identity.reason})`;
   return null;
 }
 
