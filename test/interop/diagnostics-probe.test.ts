@@ -7,7 +7,8 @@
  * answers dialback verifications there itself: no gateway runs), Prosody a.test (STARTTLS + SASL
  * EXTERNAL) on 127.0.0.71, ejabberd b.test (dialback only) on 127.0.0.72, Prosody c.test with a
  * certificate from a CA the gateway does not trust on 127.0.0.73, d.test's SRV record pointing at
- * 127.0.0.74 where nothing listens, and e.test with no DNS records at all.
+ * 127.0.0.74 where nothing listens, e.test with no DNS records at all, and ejabberd f.test (STARTTLS +
+ * SASL EXTERNAL) on 127.0.0.75.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,6 +23,7 @@ const A = { domain: 'a.test', ip: '127.0.0.71', s2sPort: 25269, c2sPort: 25222 }
 const B = { domain: 'b.test', ip: '127.0.0.72', s2sPort: 25269, c2sPort: 25222 };
 const C = { domain: 'c.test', ip: '127.0.0.73', s2sPort: 25269, c2sPort: 25222 };
 const CLOSED = { domain: 'd.test', ip: '127.0.0.74', s2sPort: 25269 };
+const F = { domain: 'f.test', ip: '127.0.0.75', s2sPort: 25269, c2sPort: 25222 };
 
 const PARTNERS = `- Identity: a.test
   TlsNegotiation: Required
@@ -37,6 +39,8 @@ const PARTNERS = `- Identity: a.test
   SupportDialbackNegotiation: false
 - Identity: d.test
 - Identity: e.test
+- Identity: f.test
+  SupportDialbackNegotiation: false
 `;
 
 let certs: PeerCerts;
@@ -67,10 +71,10 @@ async function probe(domain: string, ...extra: string[]): Promise<{ code: number
 }
 
 beforeAll(async () => {
-  certs = await createPeerCerts([A.domain, B.domain, C.domain]);
+  certs = await createPeerCerts([A.domain, B.domain, C.domain, F.domain]);
   const gwCert = await certs.issue(GW.domain, { dnsNames: [GW.domain] });
   await certs.issue(C.domain, { variant: '-untrusted', byUnrelatedCa: true });
-  dns = await startTestDns(peerZone([A, B, C, CLOSED], { srv: { [`_xmpp-server._tcp.${GW.domain}`]: [{ target: `${GW.ip}.`, port: GW.s2sPort }] }, a: { [GW.domain]: [GW.ip] } }));
+  dns = await startTestDns(peerZone([A, B, C, CLOSED, F], { srv: { [`_xmpp-server._tcp.${GW.domain}`]: [{ target: `${GW.ip}.`, port: GW.s2sPort }] }, a: { [GW.domain]: [GW.ip] } }));
   dir = await mkdtemp(join(tmpdir(), 'xgw-probe-'));
   config = join(dir, 'gateway.yaml');
   await writeFile(join(dir, 'partners.yaml'), PARTNERS);
@@ -90,6 +94,7 @@ beforeAll(async () => {
     startProsody({ ...A, ...common, mode: 'external' }),
     startEjabberd({ ...B, ...common, mode: 'dialback' }),
     startProsody({ ...C, ...common, mode: 'external', certVariant: '-untrusted' }),
+    startEjabberd({ ...F, ...common, mode: 'external' }),
   ]);
   for (const s of started) if (s.status === 'fulfilled') servers.push(s.value);
   for (const s of started) if (s.status === 'rejected') throw s.reason;
@@ -112,6 +117,14 @@ describe('probe against real servers', () => {
     expect(json.steps.every((s) => s.ok && s.ms >= 0)).toBe(true);
     expect(json.steps.find((s) => s.name === 'certificate')!.detail).toMatch(/a\.test matched by DNS-ID/);
     expect(json.steps.find((s) => s.name === 'resolve')!.detail).toMatch(/SRV _xmpp-server\._tcp\.a\.test.*127\.0\.0\.71:25269/);
+  }, 40_000);
+
+  it('ejabberd with a valid certificate and EXTERNAL: auth sasl-external', async () => {
+    const { code, json } = await withPeerLogs(servers, () => probe(F.domain));
+    expect(json.verdict, JSON.stringify(json, null, 2)).toBe('ok');
+    expect(code).toBe(0);
+    expect(json.auth).toBe('sasl-external');
+    expect(json.steps.find((s) => s.name === 'sasl-external')).toMatchObject({ ok: true });
   }, 40_000);
 
   it('ejabberd with dialback only: auth dialback, verified through the probe\'s own authoritative listener', async () => {
