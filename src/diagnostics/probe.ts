@@ -190,11 +190,9 @@ export async function probe(config: GatewayConfig, partners: PartnerList, domain
       const how = authenticated === 'sasl-external' ? 'SASL EXTERNAL (our certificate)' : 'Server Dialback';
       return result('ok', authenticated, null, null, `the gateway would authenticate to ${domain} as ${from} with ${how}`);
     }
-    const failed = [...steps].reverse().find((s) => !s.ok)?.name ?? null;
     if (tlsStep) step('starttls', false, `the TLS handshake with ${domain} did not complete`);
-    if (refusal) {
-      return result('fail', null, failed ?? (tlsStep ? 'starttls' : steps[steps.length - 1]!.name), refusal.rule, refusal.text);
-    }
+    const failed = [...steps].reverse().find((s) => !s.ok)?.name ?? null;
+    if (refusal) return result('fail', null, failed ?? steps[steps.length - 1]!.name, refusal.rule, refusal.text);
     if (outcome === 'timeout') {
       const waiting = steps[steps.length - 1]!.name;
       const dialbackNote = waiting === 'features' || waiting === 'dialback' || waiting === 'sasl-external' ? ` ${authorityNote}` : '';
