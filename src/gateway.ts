@@ -8,6 +8,7 @@ import { basename, dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
+import { RefusalLog } from './admin/refusal-log.js';
 import { loadGatewayConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { ConfigError, StreamError } from './errors.js';
@@ -104,7 +105,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     },
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
-  const events = streamEvents(streams, metrics, log);
+  const refusals = new RefusalLog();
+  const events = streamEvents(streams, metrics, log, refusals);
 
   const ctx: GatewayContext = {
     config,
@@ -228,6 +230,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
           file: config.partners,
           lastReloadError: reloader.lastError?.message ?? null,
           warning: reloader.current.size === 0 ? NO_PARTNERS_WARNING : null,
+          // The last refusals per partner ('-': domains that are not partners), for `explain`.
+          recentRefusals: refusals.toJSON(),
         }),
         reload: async () => {
           await reloader.reload(true);
@@ -273,7 +277,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 }
 
 /** Streams report here; logs and metrics are labelled by partner (never by an unvetted domain). */
-function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Logger): StreamEvents {
+function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Logger, refusals: RefusalLog): StreamEvents {
   const events: StreamEvents = {
     opened(stream) {
       streams.add(stream);
@@ -287,6 +291,7 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
     refused(stream, partner, rule, condition, text) {
       metrics.refusals.inc([partner ?? NO_PARTNER, rule, condition]);
       log.info('stream.refused', { stream: stream.connectionId, direction: stream.direction, partner, rule, condition, text });
+      refusals.add(partner, { time: new Date().toISOString(), direction: stream.direction, domain: stream.info().remoteDomain, rule, condition, text });
     },
     authenticated(stream, partner, domain, method) {
       metrics.negotiation.labels(partner, stream.direction).observe((now() - stream.createdAt) / 1000);

@@ -160,11 +160,20 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     if (!KNOWN_KEYS.has(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: ${key}: unknown setting, ignored`);
   }
   const get = (key: string) => root.get(key, true) as Node | undefined;
+  /** Unknown keys inside a section are named too (file:line), as at the top level. */
+  const unknownIn = (node: Node | undefined, prefix: string, known: readonly string[]) => {
+    if (!isMap(node)) return;
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!known.includes(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: ${prefix}.${key}: unknown setting, ignored`);
+    }
+  };
 
   const localDomainsNode = get('localDomains');
   const localDomains = v.list(localDomainsNode, 'localDomains', true).map((item, i) => {
     const field = `localDomains[${i}]`;
     const m = v.map(item, field);
+    unknownIn(m, field, ['domain', 'certificate', 'privateKey']);
     const domain = v.domain(m.get('domain', true) as Node, `${field}.domain`);
     return {
       domain,
@@ -176,6 +185,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
 
   const listen = v.list(get('listen'), 'listen', true).map((item, i) => {
     const m = v.map(item, `listen[${i}]`);
+    unknownIn(m, `listen[${i}]`, ['host', 'port', 'directTls']);
     return {
       host: v.host(m.get('host', true) as Node, `listen[${i}].host`),
       port: v.port(m.get('port', true) as Node, `listen[${i}].port`),
@@ -184,6 +194,10 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   });
 
   const trustNode = get('trust');
+  unknownIn(trustNode, 'trust', ['caFiles', 'allowCommonNameFor']);
+  unknownIn(get('admin'), 'admin', ['listen']);
+  unknownIn(get('dns'), 'dns', ['servers', 'routes']);
+  unknownIn(get('queues'), 'queues', Object.keys(DEFAULTS.queues));
   const caFilesNode = trustNode === undefined ? undefined : (v.map(trustNode, 'trust').get('caFiles', true) as Node | undefined);
   const caFiles = caFilesNode === undefined || isNull(caFilesNode)
     ? null
