@@ -8,7 +8,7 @@ import type { StreamCondition } from '../errors.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { dialbackAllowed, saslAllowed } from './partner-policy.js';
 
-/** The stream features of one state (protocol.md 1.4). */
+/** The stream features of one state (docs/protocol.md 1.4). */
 export interface FeatureOffer {
   /** `<starttls/>`, with `<required/>` or without; null when not offered. */
   readonly starttls: 'required' | 'optional' | null;
