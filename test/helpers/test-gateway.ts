@@ -146,7 +146,8 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     },
     async close() {
       await gateway.close();
-      await rm(dir, { recursive: true, force: true });
+      // Retries: a last atomic write (temp file, rename) may still be landing in state/.
+      await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     },
   };
 }
