@@ -9,13 +9,12 @@
  * all three resolve through.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueCertificate } from '../../src/tls/cert-factory.js';
 import { Element } from '../../src/xml/ltx.js';
 import { NS_PING } from '../../src/xml/namespaces.js';
 import { startTestDns, type TestDns } from '../helpers/test-dns.js';
-import { startTestGateway, testKey, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
+import { startTestGateway, type TestGateway } from '../helpers/test-gateway.js';
 import {
-  connectClient, createPeerCerts, peerZone, startEjabberd, startProsody, withPeerLogs,
+  connectClient, createPeerCerts, peerPki, peerZone, startEjabberd, startProsody, withPeerLogs,
   type C2sClient, type PeerCerts, type PeerMode, type PeerServer,
 } from './harness/index.js';
 
@@ -43,12 +42,7 @@ beforeAll(async () => {
   certs = await createPeerCerts([A.domain, B.domain]);
   dns = await startTestDns(peerZone([A, B]));
   // The gateway's certificate comes from the same test CA as the peers' (DNS-ID only: ejabberd 23.01).
-  const pki: TestPki = {
-    ca: certs.ca,
-    otherCa: certs.unrelatedCa,
-    issue: (opts, issuer = certs.ca) => issueCertificate(issuer, { keyPem: testKey(), ...opts }),
-  };
-  gw = await startTestGateway({ pki, localDomains: [GW], dnsServer: dns.address, partners: '' });
+  gw = await startTestGateway({ pki: peerPki(certs), localDomains: [GW], dnsServer: dns.address, partners: '' });
   dns.setZone(peerZone([A, B], { srv: { [`_xmpp-server._tcp.${GW}`]: [{ target: '127.0.0.1.', port: gw.port }] }, a: { [GW]: ['127.0.0.1'] } }));
 }, 60_000);
 

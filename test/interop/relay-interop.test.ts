@@ -18,12 +18,11 @@
  */
 import { Resolver } from 'node:dns/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { issueCertificate } from '../../src/tls/cert-factory.js';
 import { Element } from '../../src/xml/ltx.js';
 import { startTestDns, type TestDns } from '../helpers/test-dns.js';
-import { startTestGateway, testKey, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
+import type { TestGateway } from '../helpers/test-gateway.js';
 import {
-  connectClient, createPeerCerts, peerZone, startEjabberd, startProsody, withPeerLogs,
+  connectClient, createPeerCerts, peerZone, startEjabberd, startProsody, startRelayGateway, withPeerLogs,
   type C2sClient, type PeerCerts, type PeerServer,
 } from './harness/index.js';
 
@@ -48,25 +47,7 @@ let dave: C2sClient;
 beforeAll(async () => {
   certs = await createPeerCerts([A.domain, B.domain, CORP.domain]);
   dns = await startTestDns(peerZone([A, B]));
-  const pki: TestPki = {
-    ca: certs.ca,
-    otherCa: certs.unrelatedCa,
-    issue: (opts, issuer = certs.ca) => issueCertificate(issuer, { keyPem: testKey(), ...opts }),
-  };
-  gw = await startTestGateway({
-    pki,
-    localDomains: [CORP.domain],
-    dnsServer: dns.address,
-    partners: PARTNERS,
-    config: [
-      'internal:',
-      `  server: { host: ${CORP.ip}, port: ${CORP.s2sPort} }`,
-      `  listen: { host: ${INTERNAL_IP}, port: 0 }`,
-      `  dns: { host: ${INTERNAL_IP}, port: 0 }`,
-      'queues: { reconnectMinMs: 200, reconnectMaxMs: 2000 }',
-    ].join('\n'),
-  });
-  dns.setZone(peerZone([A, B], { srv: { [`_xmpp-server._tcp.${CORP.domain}`]: [{ target: '127.0.0.1.', port: gw.port }] }, a: { [CORP.domain]: ['127.0.0.1'] } }));
+  gw = await startRelayGateway({ certs, dns, internal: CORP, partners: [A, B], partnerRecords: PARTNERS, internalIp: INTERNAL_IP, queues: 'reconnectMinMs: 200, reconnectMaxMs: 2000' });
   const common = { mode: 'any' as const, dns: { ip: '127.0.0.1', port: dns.port }, certs };
   // mod_smacks: Prosody then acknowledges s2s stanzas (XEP-0198) on streams authenticated by SASL.
   [partnerA, partnerB] = await Promise.all([startProsody({ ...A, ...common, extraModules: ['smacks'] }), startEjabberd({ ...B, ...common })]);

@@ -10,11 +10,10 @@
  * and DNS view on 127.0.0.60.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { issueCertificate } from '../../src/tls/cert-factory.js';
 import { Element } from '../../src/xml/ltx.js';
 import { startTestDns, type TestDns } from '../helpers/test-dns.js';
-import { startTestGateway, testKey, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
-import { connectClient, createPeerCerts, peerZone, sleep, startProsody, withPeerLogs, type C2sClient, type PeerCerts, type PeerServer } from './harness/index.js';
+import type { TestGateway } from '../helpers/test-gateway.js';
+import { connectClient, createPeerCerts, peerZone, sleep, startProsody, startRelayGateway, withPeerLogs, type C2sClient, type PeerCerts, type PeerServer } from './harness/index.js';
 
 const CORP = { domain: 'corp.test', ip: '127.0.0.63', s2sPort: 25269, c2sPort: 25222 };
 const A = { domain: 'a.test', ip: '127.0.0.61', s2sPort: 25269, c2sPort: 25222 };
@@ -32,25 +31,15 @@ let alice: C2sClient;
 beforeAll(async () => {
   certs = await createPeerCerts([A.domain, CORP.domain]);
   dns = await startTestDns(peerZone([A]));
-  const pki: TestPki = {
-    ca: certs.ca,
-    otherCa: certs.unrelatedCa,
-    issue: (opts, issuer = certs.ca) => issueCertificate(issuer, { keyPem: testKey(), ...opts }),
-  };
-  gw = await startTestGateway({
-    pki,
-    localDomains: [CORP.domain],
-    dnsServer: dns.address,
-    partners: `- Identity: ${A.domain}\n  TlsNegotiation: Required\n  SaslNegotiation: Optional\n  PartnerType: Federated\n`,
-    config: [
-      'internal:',
-      `  server: { host: ${CORP.ip}, port: ${CORP.s2sPort} }`,
-      `  listen: { host: ${INTERNAL_IP}, port: 0 }`,
-      `  dns: { host: ${INTERNAL_IP}, port: 0 }`,
-      'queues: { reconnectMinMs: 200, reconnectMaxMs: 1000 }',
-    ].join('\n'),
+  gw = await startRelayGateway({
+    certs,
+    dns,
+    internal: CORP,
+    partners: [A],
+    partnerRecords: `- Identity: ${A.domain}\n  TlsNegotiation: Required\n  SaslNegotiation: Optional\n  PartnerType: Federated\n`,
+    internalIp: INTERNAL_IP,
+    queues: 'reconnectMinMs: 200, reconnectMaxMs: 1000',
   });
-  dns.setZone(peerZone([A], { srv: { [`_xmpp-server._tcp.${CORP.domain}`]: [{ target: '127.0.0.1.', port: gw.port }] }, a: { [CORP.domain]: ['127.0.0.1'] } }));
   const common = { mode: 'any' as const, certs };
   [partner, internal] = await Promise.all([
     startProsody({ ...A, ...common, dns: { ip: '127.0.0.1', port: dns.port } }),

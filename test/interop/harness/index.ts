@@ -5,3 +5,4 @@ export * from './prosody.js';
 export * from './ejabberd.js';
 export * from './c2s-client.js';
 export { ClientStreamReader, parseElement } from './client-stream.js';
+export * from './relay-gateway.js';
