@@ -8,6 +8,9 @@ import { basename, dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
+import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
+import { AuditLog } from './admin/audit.js';
+import { PanelFeed } from './admin/panel/feed.js';
 import { loadGatewayConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { ConfigError, StreamError } from './errors.js';
@@ -59,7 +62,7 @@ export async function serve(configPath: string): Promise<number> {
   const gateway = await startGateway(config, log, { onStopRequest: () => requestStop('POST /stop') });
   process.on('SIGHUP', () => {
     log.info('partners.reload-requested', { by: 'SIGHUP' });
-    void gateway.reloader.reload(true);
+    void gateway.reloader.reload(true, { who: 'SIGHUP', via: 'signal' });
   });
   return new Promise((resolve) => {
     let stopping = false;
@@ -79,6 +82,7 @@ export async function serve(configPath: string): Promise<number> {
 export const NO_PARTNERS_WARNING = '0 partners: all federation refused';
 
 export async function startGateway(config: GatewayConfig, log: Logger = createLogger(), opts: { onStopRequest?: () => void } = {}): Promise<Gateway> {
+  if (config.admin) checkAdminTls(config, config.admin);
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
 
@@ -101,6 +105,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const events = streamEvents(streams, metrics, log);
+  // The admin panel: recent refusals and traffic per partner; the audit trail of every change and reload.
+  const panelFeed = new PanelFeed(() => metrics.stanzaTotalsByPartner());
+  panelFeed.watch(events);
+  const audit = new AuditLog(config.auditLog);
+  auditReloads(reloader, audit, log);
 
   const ctx: GatewayContext = {
     config,
@@ -176,6 +185,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   let internalListener: Listener | null = null;
   let dnsView: DnsView | null = null;
   let admin: AdminServer | null = null;
+  let extras: Awaited<ReturnType<typeof adminExtras>> | null = null;
   try {
     for (const l of config.listen) {
       listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, partners, l.directTls)));
@@ -211,9 +221,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       : err;
   }
 
-  function startAdmin(): Promise<AdminServer> | null {
-    return config.admin
-    ? startAdminServer({
+  async function startAdmin(): Promise<AdminServer | null> {
+    if (!config.admin) return null;
+    extras = await adminExtras(config, config.admin, { streams, limits, audit, feed: panelFeed, log });
+    const server = await startAdminServer({
+        ...extras.options,
         host: config.admin.listen.host,
         port: config.admin.listen.port,
         streams: liveStreams,
@@ -225,13 +237,14 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
           lastReloadError: reloader.lastError?.message ?? null,
           warning: reloader.current.size === 0 ? NO_PARTNERS_WARNING : null,
         }),
-        reload: async () => {
-          await reloader.reload(true);
+        reload: async (by) => {
+          await reloader.reload(true, by);
           return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: config.partners };
         },
         ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
-      })
-    : null;
+      });
+    await extras.started();
+    return server;
   }
   if (admin) log.info('admin.listening', { host: admin.host, port: admin.port });
   supervisor.start();
@@ -264,6 +277,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       await dnsView?.close();
       await approvals.close();
       await admin?.close();
+      await extras?.closed();
     },
   };
 }

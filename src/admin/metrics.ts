@@ -63,7 +63,7 @@ type MetricType = 'counter' | 'gauge' | 'histogram';
 
 abstract class Metric<C extends Child> {
   abstract readonly type: MetricType;
-  protected readonly children = new Map<string, C>();
+  protected readonly childMap = new Map<string, C>();
 
   constructor(
     readonly name: string,
@@ -85,7 +85,7 @@ abstract class Metric<C extends Child> {
   /** The child for these label values (positional, in labelNames order); created on first use and kept. */
   labels(...values: string[]): C {
     const key = values.length === 0 ? '' : values.length === 1 ? values[0]! : JSON.stringify(values);
-    let child = this.children.get(key);
+    let child = this.childMap.get(key);
     if (child === undefined) {
       if (values.length !== this.labelNames.length) {
         throw metricError(`${this.name}: expected ${this.labelNames.length} label values (${this.labelNames.join(', ')}), got ${values.length}`);
@@ -95,7 +95,7 @@ abstract class Metric<C extends Child> {
       }
       const frozen = Object.freeze([...values]);
       child = this.createChild(frozen, labelText(this.labelNames, frozen));
-      this.children.set(key, child);
+      this.childMap.set(key, child);
     }
     return child;
   }
@@ -116,16 +116,21 @@ abstract class Metric<C extends Child> {
     return this.labels(...values);
   }
 
+  /** Every series' child, in creation order. */
+  children(): IterableIterator<C> {
+    return this.childMap.values();
+  }
+
   /** Drops one series (e.g. a removed partner's); pre-bound children of it stop being rendered. */
   remove(labels: LabelValues): void {
     const child = this.child(labels);
-    for (const [key, c] of this.children) if (c === child) this.children.delete(key);
+    for (const [key, c] of this.childMap) if (c === child) this.childMap.delete(key);
     if (this.labelNames.length === 0) this.reset();
   }
 
   /** Drops every series (a label-less metric keeps its single series, at zero). */
   reset(): void {
-    this.children.clear();
+    this.childMap.clear();
     if (this.labelNames.length === 0) this.labels();
   }
 
@@ -182,7 +187,7 @@ export class Counter extends Metric<CounterChild> {
   }
 
   renderSamples(out: string[]): void {
-    for (const c of this.children.values()) out.push(sampleLine(this.name, c.labelText, c.value));
+    for (const c of this.childMap.values()) out.push(sampleLine(this.name, c.labelText, c.value));
   }
 }
 
@@ -256,7 +261,7 @@ export class Gauge extends Metric<GaugeChild> {
       this.reset();
       this.collect(this);
     }
-    for (const c of this.children.values()) out.push(sampleLine(this.name, c.labelText, c.value));
+    for (const c of this.childMap.values()) out.push(sampleLine(this.name, c.labelText, c.value));
   }
 }
 
@@ -323,7 +328,7 @@ export class Histogram extends Metric<HistogramChild> {
   }
 
   renderSamples(out: string[]): void {
-    for (const c of this.children.values()) {
+    for (const c of this.childMap.values()) {
       const prefix = c.labelText === '' ? '' : `${c.labelText},`;
       let cumulative = 0;
       for (let i = 0; i < this.leTexts.length; i++) {
@@ -442,6 +447,16 @@ export class GatewayMetrics {
     this.resent = r.counter('gw_relay_resent_total', 'Stanzas sent again on a new stream because the stream they went out on died before confirming them, by realm.', ['realm']);
     this.unconfirmed = r.counter('gw_relay_unconfirmed_total', 'Stanzas whose delivery was never confirmed by the peer (barrier timed out): they may be lost. By realm.', ['realm']);
     this.stanzaRefusals = r.counter('gw_stanza_refusals_total', 'Stanzas refused with a stanza error, by partner, rule and condition.', ['partner', 'rule', 'condition']);
+  }
+
+  /** Stanzas relayed so far per partner, both directions together (the panel's traffic sparkline). */
+  stanzaTotalsByPartner(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const child of this.stanzas.children()) {
+      const partner = child.labelValues[0]!;
+      out.set(partner, (out.get(partner) ?? 0) + child.value);
+    }
+    return out;
   }
 
   /** Sets (or replaces) the stream registry `gw_streams` is counted from. */
