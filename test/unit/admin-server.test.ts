@@ -80,7 +80,7 @@ describe('admin server', () => {
     const r = await http(admin.port, 'GET', '/metrics');
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(r.body).toBe(registry.render());
+    expect(r.body).toBe(await registry.render());
     expect(r.body).toContain('gw_test_total{partner="a.example"} 7\n');
   });
 
