@@ -82,6 +82,8 @@ export interface TestGatewayOptions {
   directTls?: boolean;
   /** Start without a partners.yaml at all (issue 2: a missing file means no partners). */
   noPartnersFile?: boolean;
+  /** More keys of the `admin` mapping, e.g. `openMetrics: true`. */
+  admin?: string;
   /** `trust.allowCommonNameFor`. */
   allowCommonNameFor?: string[];
 }
@@ -107,7 +109,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     ...(opts.directTls ? ['  - { host: 127.0.0.1, port: 0, directTls: true }'] : []),
     'partners: partners.yaml',
     `trust: { caFiles: [ca.pem], allowCommonNameFor: [${(opts.allowCommonNameFor ?? []).join(', ')}] }`,
-    'admin: { listen: { host: 127.0.0.1, port: 0 } }',
+    `admin: { listen: { host: 127.0.0.1, port: 0 }${opts.admin ? `, ${opts.admin}` : ''} }`,
     'dialbackSecret: "gateway-test-dialback-secret-0123456789"',
     'reloadDebounceMs: 20',
     'dns:',
