@@ -335,6 +335,7 @@ async function reviewRemove(identity, etag, area) {
 
 // ---- one partner: record, live streams, refusals, traffic ----
 function sparkline(points) {
+  if (points.length < 2) points = [...Array(2 - points.length).fill(0), ...points];
   const w = 240, hgt = 40, max = Math.max(1, ...points);
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
@@ -365,7 +366,7 @@ async function renderPartner(identity) {
   ]);
   const liveArea = h('section', { id: 'live', 'aria-live': 'off' });
   const fill = (data) => liveArea.replaceChildren(
-    h('h3', {}, 'Traffic'), sparkline(data.traffic.length ? data.traffic : [0]), ' ', h('span', { class: 'muted' }, 'stanzas per 5 s, both directions'),
+    h('h3', {}, 'Traffic'), sparkline(data.traffic), ' ', h('span', { class: 'muted' }, 'stanzas per 5 s, both directions'),
     h('h3', {}, 'Live streams'), streamsTable(data.streams, 'partner-streams', false),
     h('h3', {}, 'Recent refusals'), refusalsList(data.refusals, 'partner-refusals'));
   fill(live.json);
