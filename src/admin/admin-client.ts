@@ -4,9 +4,8 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { checkServerIdentity, rootCertificates, type PeerCertificate } from 'node:tls';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { checkServerIdentity, connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { formatHostPort } from './admin-server.js';
@@ -98,13 +97,21 @@ export function adminRequest(target: AdminTarget, method: string, path: string, 
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (target.token !== undefined) headers.authorization = `Bearer ${target.token}`;
     const options = { host: target.host, port: target.port, path, method, agent: false as const, headers };
-    const onResponse = (res: import('node:http').IncomingMessage) => {
+    let req: ClientRequest | undefined;
+    const onError = (err: NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] }) => {
+      if (err instanceof GatewayError) return reject(err);
+      // Node 20 tries every address of a name (autoSelectFamily) and may report an AggregateError.
+      const code = err.code ?? err.errors?.[0]?.code;
+      if (code === 'ECONNREFUSED') reject(new GatewayNotRunningError(target.url, { cause: err }));
+      else reject(new GatewayError('GW_ERR_ADMIN', `cannot reach the gateway at ${target.url}: ${code ?? err.message}`, { cause: err }));
+    };
+    const onResponse = (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let total = 0;
       res.on('data', (chunk: Buffer) => {
         total += chunk.length;
         if (total > MAX_RESPONSE_BYTES) {
-          req.destroy(new GatewayError('GW_ERR_ADMIN', `${where} answered with more than ${MAX_RESPONSE_BYTES} bytes`));
+          req?.destroy(new GatewayError('GW_ERR_ADMIN', `${where} answered with more than ${MAX_RESPONSE_BYTES} bytes`));
         } else chunks.push(chunk);
       });
       res.on('error', reject);
@@ -126,24 +133,44 @@ export function adminRequest(target: AdminTarget, method: string, path: string, 
         reject(new GatewayError('GW_ERR_ADMIN', `${where} answered HTTP ${res.statusCode}${detail ? `: ${detail.slice(0, 200)}` : ''}${hint}`));
       });
     };
-    const tls = target.tls;
-    const req = tls
-      ? httpsRequest({
-          ...options,
-          ca: tls.ca,
-          checkServerIdentity: (name: string, cert: PeerCertificate) => (tls.pinned.has(cert.fingerprint256) ? undefined : checkServerIdentity(name, cert)),
-        }, onResponse)
-      : httpRequest(options, onResponse);
-    req.setTimeout(TIMEOUT_MS, () => {
-      req.destroy(new GatewayError('GW_ERR_ADMIN', `the gateway did not answer within ${TIMEOUT_MS / 1000} s (${target.url})`));
+    const send = (socket?: TLSSocket) => {
+      const r = httpRequest(socket ? { ...options, agent: undefined, createConnection: () => socket } : options, onResponse);
+      req = r;
+      r.setTimeout(TIMEOUT_MS, () => {
+        r.destroy(new GatewayError('GW_ERR_ADMIN', `the gateway did not answer within ${TIMEOUT_MS / 1000} s (${target.url})`));
+      });
+      r.on('error', onError);
+      r.end(body);
+    };
+    // HTTPS: the certificate is checked before a byte of the request (the token) is written.
+    if (target.tls) verifiedTls(target, target.tls).then(send, onError);
+    else send();
+  });
+}
+
+/**
+ * A TLS connection to the admin listener, accepted only if its certificate is the one gateway.yaml
+ * configures (pinned, whoever issued it) or chains to a known CA and names the host. The request
+ * (and its token) is written only once this resolves.
+ */
+function verifiedTls(target: AdminTarget, tls: NonNullable<AdminTarget['tls']>): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: target.host, port: target.port, ca: tls.ca, rejectUnauthorized: false });
+    const timer = setTimeout(() => socket.destroy(new GatewayError('GW_ERR_ADMIN', `the gateway did not answer within ${TIMEOUT_MS / 1000} s (${target.url})`)), TIMEOUT_MS);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
     });
-    req.on('error', (err: NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] }) => {
-      if (err instanceof GatewayError) return reject(err);
-      // Node 20 tries every address of a name (autoSelectFamily) and may report an AggregateError.
-      const code = err.code ?? err.errors?.[0]?.code;
-      if (code === 'ECONNREFUSED') reject(new GatewayNotRunningError(target.url, { cause: err }));
-      else reject(new GatewayError('GW_ERR_ADMIN', `cannot reach the gateway at ${target.url}: ${code ?? err.message}`, { cause: err }));
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const cert = socket.getPeerCertificate();
+      const ok = tls.pinned.has(cert.fingerprint256) || (socket.authorized && checkServerIdentity(target.host, cert) === undefined);
+      if (!ok) {
+        socket.destroy();
+        reject(new GatewayError('GW_ERR_ADMIN', `${target.url} presented a certificate that is neither admin.listen.certificate nor trusted for ${target.host}; no credentials were sent`));
+        return;
+      }
+      resolve(socket);
     });
-    req.end(body);
   });
 }
