@@ -195,6 +195,10 @@ describe('partner writes through the API', () => {
       expect(r.headers['content-type']).toMatch(/^application\/json/);
     }
     expect(await readFile(g.partnersFile, 'utf8')).toBe(before);
+    // Reads of what is not there are 404s, and not audited.
+    const missing = await call(g.adminPort, admin, 'GET', '/api/partners/nope.test');
+    expect([missing.status, missing.json.field]).toEqual([404, 'Identity']);
+    expect((await call(g.adminPort, admin, 'GET', '/api/partners/%zz')).status).toBe(404);
     const refused = ((await call(g.adminPort, admin, 'GET', '/api/audit')).json.entries as Record<string, unknown>[]).filter((e) => e.result === 'refused');
     expect(refused).toHaveLength(cases.length);
     expect(refused[3]).toMatchObject({ who: 'alice', action: 'New-CsXmppAllowedPartner', cmdlet: 'New-CsXmppAllowedPartner -Identity "x.test" -TlsNegotiation "NotSupported"' });

@@ -187,12 +187,16 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
     {
       method: 'GET',
       permission: 'read',
-      handle: async (res, _body, ctx) => {
-        await write(res, ctx, 'Get-CsXmppAllowedPartner', async () => null, async () => {
+      handle: async (res) => {
+        try {
           const record = selectPartners(await readList(), { identity })[0]!;
           res.setHeader('ETag', etagOf(record));
           sendJson(res, 200, toJsonRecord(record));
-        });
+        } catch (err) {
+          const answer = errorAnswer(err); // reads are not audited
+          if (answer.status >= 500) throw err;
+          sendJson(res, answer.status, answer.body);
+        }
       },
     },
     {
@@ -314,11 +318,17 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
     if (path === '/api/roles') return [roles];
     const m = /^\/api\/partners\/([^/]+)$/.exec(path);
     if (m) {
+      let raw: string;
+      try {
+        raw = decodeURIComponent(m[1]!);
+      } catch {
+        return undefined; // malformed %-escape: 404
+      }
       let identity: string;
       try {
-        identity = domainValue('Identity', decodeURIComponent(m[1]!));
+        identity = domainValue('Identity', raw);
       } catch {
-        return [...item(decodeURIComponent(m[1]!).toLowerCase())];
+        identity = raw.toLowerCase(); // not a domain: the operations answer "no partner with Identity ..."
       }
       return item(identity);
     }
