@@ -11,6 +11,7 @@ import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
 import { AuditLog } from './admin/audit.js';
 import { PanelFeed } from './admin/panel/feed.js';
+import { RefusalLog } from './admin/refusal-log.js';
 import { loadGatewayConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
 import { ConfigError, StreamError } from './errors.js';
@@ -102,12 +103,16 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     partnerConnectionLimit: config.partnerConnectionLimit,
     maxUnauthenticatedPerAddress: config.maxUnauthenticatedConnectionsPerAddress,
     maxDialbackVerifications: config.maxDialbackVerifications,
+    maxUnauthenticated: config.maxUnauthenticatedConnections,
+    shed: (oldest, rule, text) => {
+      if (oldest instanceof InboundStream) oldest.refuse(oldest.partner?.Identity ?? null, 'policy-violation', rule, text);
+    },
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
-  const events = streamEvents(streams, metrics, log);
+  const refusals = new RefusalLog();
+  const events = streamEvents(streams, metrics, log, refusals);
   // The admin panel: recent refusals and traffic per partner; the audit trail of every change and reload.
-  const panelFeed = new PanelFeed(() => metrics.stanzaTotalsByPartner());
-  panelFeed.watch(events);
+  const panelFeed = new PanelFeed(() => metrics.stanzaTotalsByPartner(), refusals);
   const audit = new AuditLog(config.auditLog);
   auditReloads(reloader, audit, log);
 
@@ -236,6 +241,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
           file: config.partners,
           lastReloadError: reloader.lastError?.message ?? null,
           warning: reloader.current.size === 0 ? NO_PARTNERS_WARNING : null,
+          // The last refusals per partner ('-': domains that are not partners), for `explain`.
+          recentRefusals: refusals.toJSON(),
         }),
         reload: async (by) => {
           await reloader.reload(true, by);
@@ -283,10 +290,12 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 }
 
 /** Streams report here; logs and metrics are labelled by partner (never by an unvetted domain). */
-function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Logger): StreamEvents {
-  return {
+function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Logger, refusals: RefusalLog): StreamEvents {
+  const events: StreamEvents = {
     opened(stream) {
       streams.add(stream);
+      // Drops the transport decides (unread output, failed TLS handshake) are refusals too.
+      stream.reportRefusal = (rule, condition, text) => events.refused(stream, stream.info().partner, rule, condition, text);
     },
     stanzaRefused(stream, partner, rule, condition, text) {
       metrics.stanzaRefusals.inc([partner, rule, condition]);
@@ -295,6 +304,7 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
     refused(stream, partner, rule, condition, text) {
       metrics.refusals.inc([partner ?? NO_PARTNER, rule, condition]);
       log.info('stream.refused', { stream: stream.connectionId, direction: stream.direction, partner, rule, condition, text });
+      refusals.add(partner, { time: new Date().toISOString(), direction: stream.direction, domain: stream.info().remoteDomain, rule, condition, text });
     },
     authenticated(stream, partner, domain, method) {
       metrics.negotiation.labels(partner, stream.direction).observe((now() - stream.createdAt) / 1000);
@@ -311,6 +321,7 @@ function streamEvents(streams: Set<S2SStream>, metrics: GatewayMetrics, log: Log
       log.debug('stream.closed', { stream: stream.connectionId, partner: info.partner, condition: stream.closeReason?.condition });
     },
   };
+  return events;
 }
 
 /**

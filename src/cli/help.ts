@@ -28,6 +28,11 @@ commands:
   admin-user add NAME --role ROLE     an admin of the admin listener and panel (token printed once); list, remove, reset
   audit [--since TIME]                the audit trail: every change, reload and refused attempt
   partner get|new|set|remove          read and edit the allowed-partner list
+  check                               check the configuration, certificates, ports and DNS (exit 1 on errors)
+  probe DOMAIN [--from LOCAL]         try a partner as the gateway would: each step, then the verdict
+  explain --from DOMAIN [--certificate FILE] [--tls]
+                                      what the gateway would do with a stream from DOMAIN, and why
+  import FILE [--what-if] [--force]   partners from a Lync / Skype for Business export, all or nothing
   cmdlet '<PowerShell line>'          the *-CsXmppAllowedPartner cmdlets as one PowerShell line
   Get-CsXmppAllowedPartner ...        the cmdlets by name: Get-, New-, Set-, Remove-CsXmppAllowedPartner
   Get-Help <cmdlet> [-Examples]       a cmdlet's parameters, types, defaults and examples
@@ -107,6 +112,66 @@ const COMMANDS: Record<string, CommandHelp> = {
       'refused attempts and admin-user changes. Oldest first.',
     options: [CONFIG_OPTION, ['--since TIME', 'only entries since TIME: 2024-05-01T12:00Z, 2024-05-01, or an age: 30m, 2h, 7d'], ['--json', 'the entries as a JSON array']],
     examples: ['xmpp-gateway audit --since 2h', 'xmpp-gateway --json audit --since 2024-05-01'],
+  },
+  check: {
+    usage: 'xmpp-gateway [--config FILE] [--json] check',
+    summary:
+      'Checks gateway.yaml (unknown keys with file:line), partners.yaml, the CA files, each local domain\'s certificate\n' +
+      '(key matches, chain to trust.caFiles, names cover the domain per RFC 6125, expiry: error when expired, warning under\n' +
+      '30 days), the ports (free or held by this gateway), the DNS records partners need (_xmpp-server._tcp SRV and\n' +
+      'A/AAAA, through dns.servers), each partner\'s ProxyFqdn and AdditionalDomains, and the internal link. One line per\n' +
+      'finding with what to do; exit status 1 when any error was found.',
+    options: [CONFIG_OPTION, ['--json', 'print {"findings": [{"severity", "check", "subject", "message"}, ...]}']],
+    examples: ['xmpp-gateway check', 'xmpp-gateway --json check --config /etc/xmpp-gateway/gateway.yaml'],
+  },
+  probe: {
+    usage: 'xmpp-gateway [--config FILE] [--json] probe DOMAIN [--from LOCALDOMAIN] [--unlisted] [--timeout SECONDS]',
+    summary:
+      'Connects to a partner exactly as the gateway\'s outbound side would, under its record: resolution (ProxyFqdn,\n' +
+      'dns.routes, SRV in RFC 2782 order, A/AAAA), TCP, stream features, STARTTLS, the partner\'s certificate, SASL\n' +
+      'EXTERNAL, dialback. Prints each step with its time, then the verdict: the authentication method, or the failing\n' +
+      'step and the record property that decided. For dialback the partner calls our listen address back: when the\n' +
+      'gateway is not running the probe answers there itself; when it is, it answers only with a shared dialbackSecret.\n' +
+      'Exit status 1 when the gateway could not authenticate.',
+    options: [
+      CONFIG_OPTION,
+      ['--json', 'print {"domain", "verdict": "ok"|"fail", "auth", "steps": [{"name", "ok", "ms", "detail"}], ...}'],
+      ['--from LOCALDOMAIN', 'the local domain to speak as (default: the first of localDomains)'],
+      ['--unlisted', 'probe a domain that is not a partner, under the default record'],
+      ['--timeout SECONDS', 'for the negotiation after connecting (default: streamEstablishmentTimeoutSeconds, at most 30)'],
+    ],
+    examples: ['xmpp-gateway probe partner.example', 'xmpp-gateway --json probe muc.partner.example --from gw.example'],
+  },
+  explain: {
+    usage: 'xmpp-gateway [--config FILE] [--json] explain --from DOMAIN [--to LOCALDOMAIN] [--certificate FILE] [--tls]',
+    summary:
+      'Says what the gateway would do with a stream from DOMAIN, with the decision functions of the live streams: the\n' +
+      'record that applies (or that none does), the features offered before and after TLS, which authentication that\n' +
+      'certificate would get, or the rule that refuses. With the gateway running, also its last refusals of the partner.',
+    options: [
+      CONFIG_OPTION,
+      ['--json', 'print the explanation as JSON'],
+      ['--from DOMAIN', 'the remote server\'s domain (required)'],
+      ['--to LOCALDOMAIN', 'our domain it addresses (default: the first of localDomains)'],
+      ['--certificate FILE', 'the PEM certificate (and chain) the partner presents; implies --tls'],
+      ['--tls', 'the partner uses STARTTLS when offered (default: it stays on plain TCP)'],
+    ],
+    examples: ['xmpp-gateway explain --from partner.example --certificate partner.pem', 'xmpp-gateway --json explain --from partner.example --tls'],
+  },
+  import: {
+    usage: 'xmpp-gateway [--config FILE] [--json] import FILE [--what-if] [--force]',
+    summary:
+      'Imports partners from what Lync / Skype for Business exports: the list view Get-CsXmppAllowedPartner prints, or\n' +
+      'Get-CsXmppAllowedPartner | Export-Csv. Identity prefixes (XmppAllowedPartner:, Global/) are removed. Every record\n' +
+      'is validated first and all are imported or none; partners that exist are left alone unless --force. Prints what\n' +
+      'was created, what exists, and every warning. FILE - reads stdin.',
+    options: [
+      CONFIG_OPTION,
+      ['--json', 'print {"created": [...], "existing": [...], "replaced": [...], "warnings": [...]}'],
+      ['--what-if', 'say what would be imported and write nothing'],
+      ['--force', 'replace partners that exist already'],
+    ],
+    examples: ['xmpp-gateway import lync-partners.txt --what-if', 'xmpp-gateway import partners.csv --force'],
   },
   cmdlet: {
     usage: "xmpp-gateway [--config FILE] [--json] cmdlet '<PowerShell command line>'",

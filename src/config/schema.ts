@@ -114,6 +114,12 @@ export interface GatewayConfig {
   readonly reloadDebounceMs: number;
   /** Inbound connections not yet authenticated, per remote address (floods, slowloris). */
   readonly maxUnauthenticatedConnectionsPerAddress: number;
+  /**
+   * Inbound connections not yet authenticated, gateway-wide; below connectionLimit so
+   * authenticated streams always have room. When full, a new connection sheds the oldest.
+   * Default: half of connectionLimit, at most 500 (defaultMaxUnauthenticatedConnections).
+   */
+  readonly maxUnauthenticatedConnections: number;
   /** Dialback verification connections in flight, gateway-wide; not counted against partners. */
   readonly maxDialbackVerifications: number;
   /** PublicUnverified approvals (src/policy/approvals.ts): local users who reached out to remote users. */
@@ -149,11 +155,16 @@ const KNOWN_KEYS = new Set([
   'localDomains', 'listen', 'partners', 'localStore', 'trust', 'admin', 'dns', 'dialbackSecret',
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
-  'maxUnauthenticatedConnectionsPerAddress', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
+  'maxUnauthenticatedConnectionsPerAddress', 'maxUnauthenticatedConnections', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
   'auditLog',
 ]);
 const ADMIN_KEYS = new Set(['listen', 'usersFile', 'openMetrics', 'localCredential']);
 const APPROVALS_KEYS = new Set(['file', 'maxEntries']);
+
+/** maxUnauthenticatedConnections when unset: half of connectionLimit, at least 1, at most 500. */
+export function defaultMaxUnauthenticatedConnections(connectionLimit: number): number {
+  return Math.max(1, Math.min(500, Math.floor(connectionLimit / 2)));
+}
 
 /** Parses and validates gateway.yaml text; `warn` receives non-fatal notes (unknown keys). */
 export function parseGatewayConfig(text: string, file: string, warn: (msg: string) => void = () => {}): GatewayConfig {
@@ -170,11 +181,20 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     if (!KNOWN_KEYS.has(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: ${key}: unknown setting, ignored`);
   }
   const get = (key: string) => root.get(key, true) as Node | undefined;
+  /** Unknown keys inside a section are named too (file:line), as at the top level. */
+  const unknownIn = (node: Node | undefined, prefix: string, known: readonly string[]) => {
+    if (!isMap(node)) return;
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!known.includes(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: ${prefix}.${key}: unknown setting, ignored`);
+    }
+  };
 
   const localDomainsNode = get('localDomains');
   const localDomains = v.list(localDomainsNode, 'localDomains', true).map((item, i) => {
     const field = `localDomains[${i}]`;
     const m = v.map(item, field);
+    unknownIn(m, field, ['domain', 'certificate', 'privateKey']);
     const domain = v.domain(m.get('domain', true) as Node, `${field}.domain`);
     return {
       domain,
@@ -186,6 +206,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
 
   const listen = v.list(get('listen'), 'listen', true).map((item, i) => {
     const m = v.map(item, `listen[${i}]`);
+    unknownIn(m, `listen[${i}]`, ['host', 'port', 'directTls']);
     return {
       host: v.host(m.get('host', true) as Node, `listen[${i}].host`),
       port: v.port(m.get('port', true) as Node, `listen[${i}].port`),
@@ -194,6 +215,10 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   });
 
   const trustNode = get('trust');
+  unknownIn(trustNode, 'trust', ['caFiles', 'allowCommonNameFor']);
+  unknownIn(get('admin'), 'admin', ['listen']);
+  unknownIn(get('dns'), 'dns', ['servers', 'routes']);
+  unknownIn(get('queues'), 'queues', Object.keys(DEFAULTS.queues));
   const caFilesNode = trustNode === undefined ? undefined : (v.map(trustNode, 'trust').get('caFiles', true) as Node | undefined);
   const caFiles = caFilesNode === undefined || isNull(caFilesNode)
     ? null
@@ -263,6 +288,12 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
 
   const int = (key: keyof typeof DEFAULTS & string, min: number) =>
     v.int(get(key), key, DEFAULTS[key] as number, min);
+  const connectionLimit = int('connectionLimit', 1);
+  const unauthNode = get('maxUnauthenticatedConnections');
+  const maxUnauthenticatedConnections = v.int(unauthNode, 'maxUnauthenticatedConnections', defaultMaxUnauthenticatedConnections(connectionLimit), 1);
+  if (unauthNode !== undefined && connectionLimit > 1 && maxUnauthenticatedConnections >= connectionLimit) {
+    v.fail(unauthNode, 'maxUnauthenticatedConnections', `${maxUnauthenticatedConnections} must be below connectionLimit (${connectionLimit}), so authenticated streams always have room`);
+  }
 
   const internalNode = get('internal');
   let internal: InternalConfig | null = null;
@@ -315,7 +346,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     admin,
     dns,
     dialbackSecret,
-    connectionLimit: int('connectionLimit', 1),
+    connectionLimit,
     partnerConnectionLimit: int('partnerConnectionLimit', 1),
     keepAliveIntervalSeconds: int('keepAliveIntervalSeconds', 1),
     streamEstablishmentTimeoutSeconds: int('streamEstablishmentTimeoutSeconds', 1),
@@ -325,6 +356,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     logMessageBodies: v.bool(get('logMessageBodies'), 'logMessageBodies', DEFAULTS.logMessageBodies),
     reloadDebounceMs: int('reloadDebounceMs', 0),
     maxUnauthenticatedConnectionsPerAddress: int('maxUnauthenticatedConnectionsPerAddress', 1),
+    maxUnauthenticatedConnections,
     maxDialbackVerifications: int('maxDialbackVerifications', 1),
     approvals,
   };

@@ -17,6 +17,13 @@ export type DialbackErrorCondition =
 
 const a = (v: string) => escapeXML(v);
 
+/**
+ * Longest `db:verify` id we answer: the id is echoed in the answer, so a peer pipelining long ids
+ * it never reads would make us buffer them (stream ids are 16-40 characters in practice; RFC
+ * 6120 section 4.7.3 asks for 128 bits of randomness).
+ */
+export const MAX_DIALBACK_ID_CHARS = 128;
+
 /** `<db:result from to>key</db:result>`: the initiating server's request (step 1). */
 export function dbResultRequest(from: string, to: string, key: string): string {
   return `<db:result from='${a(from)}' to='${a(to)}'>${key}</db:result>`;

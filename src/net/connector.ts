@@ -22,12 +22,34 @@ export async function connectToDomain(
   timeoutMs = CONNECT_TIMEOUT_MS,
 ): Promise<Connected> {
   const targets = await resolver.resolveS2s(domain, proxyFqdn ?? undefined);
+  return connectTargets(domain, targets, timeoutMs);
+}
+
+/** One connection attempt's outcome, for `attempted` (`xmpp-gateway probe` lists them). */
+export interface ConnectAttempt {
+  readonly target: Target;
+  readonly ms: number;
+  /** Why it failed; undefined when it connected. */
+  readonly error?: string;
+}
+
+/** Tries `targets` (resolved for `domain`) in order until one accepts. */
+export async function connectTargets(
+  domain: string,
+  targets: readonly Target[],
+  timeoutMs = CONNECT_TIMEOUT_MS,
+  attempted?: (attempt: ConnectAttempt) => void,
+): Promise<Connected> {
   if (targets.length === 0) throw new GatewayError('GW_ERR_DNS_NOT_FOUND', `${domain} has no XMPP server (SRV target '.')`);
   const failures: string[] = [];
   for (const target of targets) {
+    const started = Date.now();
     try {
-      return { socket: await connectOnce(target, timeoutMs), target };
+      const socket = await connectOnce(target, timeoutMs);
+      attempted?.({ target, ms: Date.now() - started });
+      return { socket, target };
     } catch (err) {
+      attempted?.({ target, ms: Date.now() - started, error: (err as Error).message });
       failures.push(`${target.host}:${target.port}: ${(err as Error).message}`);
     }
   }

@@ -89,12 +89,12 @@ export function parseHostPort(spec: string, defaultPort: number, field?: string)
 
 type RrType = 'SRV' | 'A' | 'AAAA';
 
-interface SrvAnswer extends SrvRecord {
+export interface SrvAnswer extends SrvRecord {
   readonly target: string;
 }
 
 /** A definitive answer. Temporary failures (SERVFAIL, timeout, REFUSED, ...) are thrown instead. */
-type Lookup<R> =
+export type Lookup<R> =
   | { readonly kind: 'records'; readonly records: readonly R[] }
   | { readonly kind: 'nxdomain' }
   | { readonly kind: 'nodata' };
@@ -232,6 +232,16 @@ export class Resolver {
     throw new GatewayError(NOT_FOUND, `no SRV target of ${name} has an address`, {
       cause: new AggregateError(failures),
     });
+  }
+
+  /** `<service>._tcp.<domain>` SRV as the configured servers answer it (`xmpp-gateway check` and `probe` show the records). */
+  lookupSrv(service: '_xmpp-server' | '_xmpps-server', domain: string): Promise<Lookup<SrvAnswer>> {
+    return this.lookup(`${service}._tcp.${normalizeDomain(domain)}`, 'SRV');
+  }
+
+  /** One A or AAAA question as the configured servers answer it. */
+  lookupAddresses(name: string, type: 'A' | 'AAAA'): Promise<Lookup<string>> {
+    return this.lookup(normalizeDomain(name), type);
   }
 
   /** Drop every cached answer (e.g. on config reload). */

@@ -124,6 +124,60 @@ export async function removePartners(
   );
 }
 
+export interface ImportResult {
+  readonly created: PartnerRecord[];
+  /** Already on the list (same Identity) and left alone. */
+  readonly existing: PartnerRecord[];
+  /** Already on the list and replaced (`force`). */
+  readonly replaced: PartnerRecord[];
+  readonly warnings: string[];
+}
+
+/**
+ * Imports records (e.g. from a Lync export) in one locked transaction: every record is checked
+ * first (combinations, local domains, domains owned by another partner or by another imported
+ * record) and every problem reported together; then all are written, or none. A record whose
+ * Identity exists is left alone unless `force`, which replaces it.
+ */
+export async function importPartners(
+  store: PartnerStore,
+  records: readonly PartnerRecord[],
+  opts: { force?: boolean; whatIf?: boolean },
+): Promise<ImportResult & { problems: string[] }> {
+  return store.edit(
+    (doc) => {
+      const out = { created: [] as PartnerRecord[], existing: [] as PartnerRecord[], replaced: [] as PartnerRecord[], warnings: [] as string[], problems: [] as string[] };
+      for (const record of records) {
+        try {
+          const index = doc.indexOf(record.Identity);
+          if (index >= 0 && !opts.force) {
+            out.existing.push(record);
+            continue;
+          }
+          // What the exporting admin chose: the properties that differ from the defaults.
+          const base = newRecord(record.Identity);
+          out.warnings.push(...checkRecord(record, new Set(PROPERTY_NAMES.filter((n) => !sameValue(record[n], base[n])))));
+          checkDomainsFree(store, doc, record);
+          if (index >= 0) {
+            doc.replace(index, record);
+            out.replaced.push(record);
+          } else {
+            doc.add(record);
+            out.created.push(record);
+          }
+        } catch (err) {
+          if (!(err instanceof UsageError)) throw err;
+          out.problems.push(`${record.Identity}: ${err.message}`);
+        }
+      }
+      // All or nothing: a problem anywhere leaves the file as it was.
+      if (out.problems.length > 0) throw Object.assign(new UsageError(out.problems[0]!), { problems: out.problems });
+      return out;
+    },
+    { dryRun: opts.whatIf ?? false },
+  );
+}
+
 const SET_NEVER_CREATES = 'Set-CsXmppAllowedPartner changes existing partners only; create one with New-CsXmppAllowedPartner';
 
 /**

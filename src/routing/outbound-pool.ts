@@ -145,16 +145,43 @@ export class OutboundPool {
       const opened = link;
       void this.open(opened).finally(() => (opened.opening = false));
     }
-    return true;
+    // Past half the queue's bounds the source is asked to pause, long before anything bounces.
+    return !this.queueHalfFull(link);
   }
 
-  /** Runs `cb` once the stream to `remoteDomain` has drained (at once if there is none or it is not congested). */
+  private queueHalfFull(link: Link): boolean {
+    return link.queue.length >= this.limits.maxQueuedStanzas / 2 || link.queuedBytes >= this.limits.maxQueuedBytes / 2;
+  }
+
+  /**
+   * Runs `cb` once the pair can take more: its queue below half its bounds, its unconfirmed
+   * backlog below maxUnconfirmed, and its stream drained (at once when there is nothing to wait for).
+   */
   whenWritable(localDomain: string, remoteDomain: string, cb: () => void): void {
     const link = this.links.get(localDomain)?.get(remoteDomain);
-    const stream = link?.stream;
-    if (!link || !stream || stream.closed) return cb();
-    if (link.unconfirmed.length >= this.limits.maxUnconfirmed) link.writableWaiters.push(() => this.whenWritable(localDomain, remoteDomain, cb));
-    else stream.whenDrained(cb);
+    if (!link) return cb();
+    const again = () => this.whenWritable(localDomain, remoteDomain, cb);
+    if (this.queueHalfFull(link) || link.unconfirmed.length >= this.limits.maxUnconfirmed) {
+      link.writableWaiters.push(again);
+      return;
+    }
+    const stream = link.stream;
+    if (!stream || stream.closed) return cb();
+    stream.whenDrained(cb);
+  }
+
+  /** Wakes whoever waits for the link to take more (they re-check and may wait again). */
+  private wakeWriters(link: Link): void {
+    if (link.writableWaiters.length === 0) return;
+    const waiters = link.writableWaiters;
+    link.writableWaiters = [];
+    for (const cb of waiters) cb();
+  }
+
+  /** The stream to `remoteDomain` and how much it has drained so far (undefined: none open). */
+  streamTo(localDomain: string, remoteDomain: string): OutboundStream | undefined {
+    const stream = this.links.get(localDomain)?.get(remoteDomain)?.stream;
+    return stream && !stream.closed ? stream : undefined;
   }
 
   /** Closes the stream to `remoteDomain` if it is still congested (a peer that stopped reading). */
@@ -245,10 +272,30 @@ export class OutboundPool {
       return this.failAll(link, stream.failure ?? new OutboundFailure('remote-server-timeout', 'stream closed right after authentication'));
     }
     this.backoff.delete(remoteDomain);
-    const queued = link.queue;
-    link.queue = [];
-    link.queuedBytes = 0;
-    for (const p of queued) this.transmit(link, stream, p);
+    this.flushQueue(link, stream);
+  }
+
+  /**
+   * Sends what queued while the stream negotiated, in order, as fast as the peer takes it: a
+   * congested stream is waited for (the queue keeps later stanzas behind, so order holds).
+   */
+  private flushQueue(link: Link, stream: OutboundStream): void {
+    if (link.stream !== stream || stream.closed) return;
+    const queue = link.queue;
+    let i = 0;
+    let writable = true;
+    while (i < queue.length && writable) {
+      const p = queue[i++]!;
+      link.queuedBytes -= p.text.length;
+      writable = this.transmit(link, stream, p);
+    }
+    link.queue = i === queue.length ? [] : queue.slice(i);
+    this.wakeWriters(link);
+    if (link.queue.length === 0) return;
+    const more = () => this.flushQueue(link, stream);
+    // Go on when the stream drains, or when barriers confirm enough of the backlog.
+    if (link.unconfirmed.length >= this.limits.maxUnconfirmed) link.writableWaiters.push(more);
+    else stream.whenDrained(more);
   }
 
   /** Writes one stanza on the link's stream and keeps it until a barrier confirms it. */
@@ -308,11 +355,7 @@ export class OutboundPool {
     const n = Math.max(0, Math.min(upTo - link.confirmed, link.unconfirmed.length));
     link.unconfirmed.splice(0, n);
     link.confirmed += n;
-    if (link.unconfirmed.length < this.limits.maxUnconfirmed && link.writableWaiters.length > 0) {
-      const waiters = link.writableWaiters;
-      link.writableWaiters = [];
-      for (const cb of waiters) cb();
-    }
+    this.wakeWriters(link);
     return n;
   }
 
@@ -335,9 +378,6 @@ export class OutboundPool {
       link.queue = unconfirmed.concat(link.queue);
       for (const p of unconfirmed) link.queuedBytes += p.text.length;
     }
-    const waiters = link.writableWaiters;
-    link.writableWaiters = [];
-    for (const cb of waiters) cb();
   }
 
   /** Exponential backoff with full jitter (AWS architecture blog's "full jitter"), per peer domain. */
@@ -361,5 +401,6 @@ export class OutboundPool {
     link.queuedBytes = 0;
     if (!link.stream) this.forget(link);
     for (const p of queued) p.undeliverable?.(err.condition, err.message);
+    this.wakeWriters(link);
   }
 }

@@ -82,7 +82,17 @@ export class Router {
     if (!writable) {
       const reason = `${target.realm.name}:${from}>${to}`;
       if (!source.pauseReading(reason)) return;
-      const timer = setTimeout(() => target.closeCongested(from, to, this.drainTimeoutMs), this.drainTimeoutMs);
+      // A slow receiver that makes progress is waited for; one that takes nothing for
+      // drainTimeoutMs is closed (its unconfirmed stanzas go out again on a new stream).
+      let drained = target.streamTo(from, to)?.bytesDrained ?? 0;
+      const check = (): void => {
+        const now = target.streamTo(from, to)?.bytesDrained;
+        if (now !== undefined && now > drained) {
+          drained = now;
+          timer = setTimeout(check, this.drainTimeoutMs);
+        } else target.closeCongested(from, to, this.drainTimeoutMs);
+      };
+      let timer = setTimeout(check, this.drainTimeoutMs);
       target.whenWritable(from, to, () => {
         clearTimeout(timer);
         source.resumeReading(reason);

@@ -4,7 +4,10 @@
  *  - a partner's ConnectionLimit (unset: `partnerConnectionLimit`) counts its *authenticated*
  *    streams per direction, across all its domains (s2s streams are one-way, so a limit of 1
  *    allows one inbound and one outbound stream);
- *  - unauthenticated inbound connections are capped per remote address (slowloris, floods);
+ *  - unauthenticated inbound connections are capped per remote address (slowloris, floods), and
+ *    gateway-wide below connectionLimit (`maxUnauthenticatedConnections`), so authenticated
+ *    streams always have room; when that cap is full a new connection sheds the oldest
+ *    unauthenticated one instead of being refused (an idle flood cannot lock partners out);
  *  - dialback verification connections are short-lived, counted apart and capped on their own,
  *    so a partner at its limit can still be verified.
  */
@@ -16,6 +19,13 @@ export interface LimitSettings {
   readonly partnerConnectionLimit: number;
   readonly maxUnauthenticatedPerAddress: number;
   readonly maxDialbackVerifications: number;
+  /** Unauthenticated inbound connections, gateway-wide (unset: no cap of its own). */
+  readonly maxUnauthenticated?: number;
+  /**
+   * Closes an unauthenticated connection shed to admit a newer one (it is no longer counted);
+   * without it, a new connection beyond `maxUnauthenticated` is refused instead.
+   */
+  readonly shed?: (oldest: Counted, rule: string, text: string) => void;
 }
 
 export type LimitVerdict = { readonly ok: true } | { readonly ok: false; readonly rule: string; readonly text: string };
@@ -27,6 +37,10 @@ export type Counted = object;
 export class ConnectionLimits {
   private total = 0;
   private readonly unauthByAddress = new Map<string, number>();
+  /** Unauthenticated connections and their addresses, oldest first (Map insertion order). */
+  private readonly unauthenticated = new Map<Counted, string>();
+  /** Unauthenticated connections counted per address only (openUnauthenticated `global` false). */
+  private readonly unauthenticatedApart = new Map<Counted, string>();
   private readonly byPartner = { inbound: new Map<string, Set<Counted>>(), outbound: new Map<string, Set<Counted>>() };
   private verifications = 0;
 
@@ -49,17 +63,42 @@ export class ConnectionLimits {
     this.total = Math.max(0, this.total - 1);
   }
 
-  /** An inbound connection that has not authenticated yet, per remote address. */
-  openUnauthenticated(address: string): LimitVerdict {
+  get unauthenticatedConnections(): number {
+    return this.unauthenticated.size;
+  }
+
+  /**
+   * An inbound connection that has not authenticated yet: per remote address, then gateway-wide
+   * unless `global` is false (the internal server's connections: never shed for a partner's).
+   */
+  openUnauthenticated(address: string, conn: Counted, global = true): LimitVerdict {
+    if (this.unauthenticated.has(conn) || this.unauthenticatedApart.has(conn)) return OK;
     const n = this.unauthByAddress.get(address) ?? 0;
     if (n >= this.settings.maxUnauthenticatedPerAddress) {
       return { ok: false, rule: 'maxUnauthenticatedPerAddress', text: `too many unauthenticated connections from ${address} (limit ${this.settings.maxUnauthenticatedPerAddress})` };
     }
-    this.unauthByAddress.set(address, n + 1);
+    if (!global) {
+      this.unauthenticatedApart.set(conn, address);
+      this.unauthByAddress.set(address, n + 1);
+      return OK;
+    }
+    const max = this.settings.maxUnauthenticated ?? Infinity;
+    if (this.unauthenticated.size >= max) {
+      const text = `maxUnauthenticatedConnections (${max}) reached: the oldest unauthenticated connection makes room for a new one`;
+      const shed = this.settings.shed;
+      const oldest = this.unauthenticated.entries().next().value;
+      if (!shed || !oldest) return { ok: false, rule: 'maxUnauthenticatedConnections', text: `too many unauthenticated connections (maxUnauthenticatedConnections ${max})` };
+      this.closeUnauthenticated(oldest[1], oldest[0]);
+      shed(oldest[0], 'maxUnauthenticatedConnections', text);
+    }
+    this.unauthenticated.set(conn, address);
+    this.unauthByAddress.set(address, (this.unauthByAddress.get(address) ?? 0) + 1);
     return OK;
   }
 
-  closeUnauthenticated(address: string): void {
+  /** The connection authenticated or went away; a no-op for one not counted (e.g. shed). */
+  closeUnauthenticated(address: string, conn: Counted): void {
+    if (!this.unauthenticated.delete(conn) && !this.unauthenticatedApart.delete(conn)) return;
     const n = (this.unauthByAddress.get(address) ?? 1) - 1;
     if (n <= 0) this.unauthByAddress.delete(address);
     else this.unauthByAddress.set(address, n);

@@ -14,9 +14,10 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { StreamError, type StreamCondition } from '../errors.js';
 import type { GatewayContext } from '../gateway-context.js';
-import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, type DialbackErrorCondition } from '../negotiation/dialback.js';
+import { dbResultAnswer, dbResultError, dbVerifyAnswer, dialbackKeyText, MAX_DIALBACK_ID_CHARS, type DialbackErrorCondition } from '../negotiation/dialback.js';
 import { dialbackKey, keysEqual, newStreamId } from '../negotiation/dialback-key.js';
-import { dialbackAllowed, plaintextAllowed, saslAllowed, tlsAllowed, type Permission } from '../negotiation/partner-policy.js';
+import { externalVerdict, inboundOffer } from '../negotiation/inbound-offer.js';
+import { dialbackAllowed, plaintextAllowed, tlsAllowed, type Permission } from '../negotiation/partner-policy.js';
 import { decodeAuthzid, SASL_SUCCESS, saslFailure } from '../negotiation/sasl-external.js';
 import { NS_SM, SM_ENABLED, smAnswer, smFailed, smFeature } from '../negotiation/stream-management.js';
 import { normalizeDomain } from '../policy/domain.js';
@@ -24,7 +25,7 @@ import type { PartnerRecord } from '../policy/types.js';
 import { decide } from '../routing/decide.js';
 import { jidDomain } from '../routing/jid.js';
 import type { Realm } from '../routing/realm.js';
-import { checkPeerCertificate } from '../tls/peer-certificate.js';
+import { certificateProblem, checkPeerCertificate } from '../tls/peer-certificate.js';
 import { dialbackFeature, saslMechanismsFeature, starttlsFeature, streamFeatures, streamHeader } from '../xml/builders.js';
 import type { Element } from '../xml/ltx.js';
 import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from '../xml/namespaces.js';
@@ -76,7 +77,7 @@ export class InboundStream extends S2SStream {
       return;
     }
     this.connectionCounted = true;
-    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress);
+    const unauth = ctx.limits.openUnauthenticated(this.remoteAddress, this, realm.name === 'partners');
     if (!unauth.ok) {
       this.refuseAtAccept(directTls, unauth.rule, unauth.text);
       return;
@@ -151,7 +152,7 @@ export class InboundStream extends S2SStream {
   private releaseUnauthenticated(): void {
     if (this.unauthCounted) {
       this.unauthCounted = false;
-      this.ctx.limits.closeUnauthenticated(this.remoteAddress);
+      this.ctx.limits.closeUnauthenticated(this.remoteAddress, this);
     }
   }
 
@@ -226,41 +227,20 @@ export class InboundStream extends S2SStream {
     if (this.version1) this.sendFeatures();
   }
 
-  /** Stream features for the current state (docs/protocol.md 1.4), decided by the partner's record. */
+  /** Stream features for the current state (docs/protocol.md 1.4), decided by the partner's record (negotiation/inbound-offer.ts). */
   private sendFeatures(): void {
-    const p = this.partner;
-    if (this.saslDone) {
-      // XEP-0198: acknowledgements are offered once the stream is authenticated (as Prosody does).
-      this.send(streamFeatures([smFeature()]));
-      return;
-    }
-    const features: (Element | string)[] = [];
-    if (!this.isTls) {
-      if (!p || p.TlsNegotiation === 'Required') {
-        // Legacy header without `from`: the strictest offer until the partner is known.
-        features.push(starttlsFeature(true));
-      } else {
-        if (p.TlsNegotiation === 'Optional') features.push(starttlsFeature(false));
-        if (dialbackAllowed(p, false).ok) features.push(dialbackFeature(true));
-      }
-    } else if (!p) {
-      // No `from` yet: the partner is named by the EXTERNAL authzid (checked then), but only a
-      // certificate that chains to a trusted CA can ever succeed, so only then is it offered.
-      if (this.chainProblem() === null) features.push(saslMechanismsFeature(['EXTERNAL']));
-      features.push(dialbackFeature(true));
-    } else {
-      const sasl = saslAllowed(p, true).ok && this.certificateProblem(this.remoteDomain!) === null;
-      if (sasl) features.push(saslMechanismsFeature(['EXTERNAL']));
-      if (dialbackAllowed(p, true).ok) features.push(dialbackFeature(true));
-      if (!sasl && p.SaslNegotiation === 'Required') {
-        // docs/design.md section 3: SASL Required and a certificate that fails ⇒ not-authorized.
-        const problem = this.certificateProblem(this.remoteDomain!) ?? `SaslNegotiation is Required for partner ${p.Identity}`;
-        return this.refuse(p.Identity, 'not-authorized', 'SaslNegotiation', `SaslNegotiation is Required for partner ${p.Identity} and its certificate cannot be used: ${problem}`);
-      }
-    }
-    if (features.length === 0) {
-      return this.refuse(p?.Identity ?? null, 'not-authorized', 'negotiation', `no authentication method is left for partner ${p?.Identity ?? '(unknown)'}`);
-    }
+    const decision = inboundOffer(this.partner, this.remoteDomain, { tls: this.isTls, saslDone: this.saslDone }, {
+      chainProblem: () => this.chainProblem(),
+      problemFor: (domain) => this.certificateProblem(domain),
+    });
+    if (!decision.ok) return this.refuse(this.partner?.Identity ?? null, decision.condition, decision.rule, decision.text);
+    const { starttls, external, dialback } = decision.offer;
+    const features: Element[] = [];
+    if (starttls) features.push(starttlsFeature(starttls === 'required'));
+    if (external) features.push(saslMechanismsFeature(['EXTERNAL']));
+    if (dialback) features.push(dialbackFeature(true));
+    // XEP-0198: acknowledgements are offered once the stream is authenticated (as Prosody does).
+    if (this.saslDone) features.push(smFeature());
     this.send(streamFeatures(features));
   }
 
@@ -344,9 +324,7 @@ export class InboundStream extends S2SStream {
       trustAnchors: this.ctx.tls.trustAnchors,
       allowCommonName: this.ctx.config.trust.allowCommonNameFor.includes(domain),
     });
-    if (!check.chainValid) return `certificate not trusted (${check.chainError ?? 'unknown error'})`;
-    if (!check.identity.ok) return `certificate does not name ${domain} (${check.identity.reason})`;
-    return null;
+    return certificateProblem(check, domain);
   }
 
   // SASL EXTERNAL (XEP-0178) --------------------------------------------------------------------
@@ -378,13 +356,9 @@ export class InboundStream extends S2SStream {
       return this.refuseNotAPeer(domain);
     }
     this.partner = partner;
-    const allowed = saslAllowed(partner, true);
-    if (!allowed.ok) return this.saslRefused('invalid-mechanism', allowed.rule, allowed.text, false);
-    const problem = this.certificateProblem(domain);
-    if (problem !== null) {
-      // XEP-0178: keep the stream for dialback unless the record requires SASL.
-      return this.saslRefused('not-authorized', 'certificate', `${domain}: ${problem}`, partner.SaslNegotiation === 'Required' || !dialbackAllowed(partner, true).ok);
-    }
+    // XEP-0178: a refused EXTERNAL keeps the stream for dialback unless the record requires SASL.
+    const verdict = externalVerdict(partner, domain, this.certificateProblem(domain));
+    if (!verdict.ok) return this.saslRefused(verdict.saslCondition, verdict.rule, verdict.text, verdict.closesStream);
     const counted = this.countAgainstPartner(partner);
     if (!counted) return;
     this.send(SASL_SUCCESS);
@@ -505,6 +479,7 @@ export class InboundStream extends S2SStream {
     if (el.attrs.type) return; // typed verify answers are not accepted inbound (XEP-0220 section 3.1)
     const { from, to, id } = el.attrs;
     if (!from || !to || !id) return this.refuse(this.partner?.Identity ?? null, 'improper-addressing', 'dialback', 'db:verify without from, to or id');
+    if (id.length > MAX_DIALBACK_ID_CHARS) return this.refuse(this.partner?.Identity ?? null, 'policy-violation', 'dialback', `db:verify id longer than ${MAX_DIALBACK_ID_CHARS} characters`);
     let receiving: string;
     let originating: string;
     try {

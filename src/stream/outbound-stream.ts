@@ -19,7 +19,7 @@ import { externalAuth } from '../negotiation/sasl-external.js';
 import { newlyAcked, NS_SM, parseH, SM_ENABLE } from '../negotiation/stream-management.js';
 import type { PartnerRecord } from '../policy/types.js';
 import type { Realm } from '../routing/realm.js';
-import { checkPeerCertificate } from '../tls/peer-certificate.js';
+import { checkPeerCertificate, type PeerCertificateResult } from '../tls/peer-certificate.js';
 import { ALPN_XMPP_SERVER, MIN_TLS_VERSION } from '../tls/tls-contexts.js';
 import { streamHeader } from '../xml/builders.js';
 import type { Element } from '../xml/ltx.js';
@@ -35,7 +35,18 @@ export interface OutboundOptions {
   readonly purpose: 'stream' | 'dialback-verify';
   /** For 'dialback-verify': the stream id and key to ask about. */
   readonly verify?: { readonly streamId: string; readonly key: string };
+  /** Told each negotiation step as it happens (`xmpp-gateway probe` prints them); the live gateway sets none. */
+  readonly trace?: (step: OutboundStep) => void;
 }
+
+/** One negotiation step of an outbound stream, as `trace` reports it. */
+export type OutboundStep =
+  | { readonly step: 'header'; readonly streamId: string; readonly version: string | null }
+  | { readonly step: 'features'; readonly features: Element }
+  | { readonly step: 'starttls' }
+  | { readonly step: 'tls'; readonly protocol: string | null; readonly certificate: PeerCertificateResult }
+  | { readonly step: 'sasl'; readonly result: 'sent' | 'success' | 'failure'; readonly condition?: string }
+  | { readonly step: 'dialback'; readonly result: 'sent' | 'valid' | 'invalid' | 'error' };
 
 /** Why an outbound stream failed; bounces use `condition` as the stanza error. */
 export class OutboundFailure extends GatewayError {
@@ -170,6 +181,7 @@ export class OutboundStream extends S2SStream {
       return this.giveUp('undefined-condition', 'stream-id', `${this.opts.remoteDomain} sent no stream id`);
     }
     this.streamId = attrs.id;
+    this.opts.trace?.({ step: 'header', streamId: attrs.id, version: attrs.version ?? null });
     if (!attrs.version) {
       // Pre-1.0 peer: no features will come (docs/protocol.md 9.2).
       if (!this.isTls && this.partner.TlsNegotiation === 'Required') {
@@ -210,6 +222,7 @@ export class OutboundStream extends S2SStream {
 
   private features(f: Element): void {
     const p = this.partner;
+    this.opts.trace?.({ step: 'features', features: f });
     const dialbackFeature = f.getChild('dialback', NS_DIALBACK_FEATURE);
     if (dialbackFeature?.getChild('errors')) this.ctx.dialbackErrorsSupported.add(this.opts.remoteDomain);
     if (this.saslDone) {
@@ -225,6 +238,7 @@ export class OutboundStream extends S2SStream {
       if (tlsAllowed(p).ok && (starttls || p.TlsNegotiation === 'Required')) {
         // RFC 7590 section 3.1: when TLS is required, try it even if it was not offered.
         this.starttlsSent = true;
+        this.opts.trace?.({ step: 'starttls' });
         this.send(`<starttls xmlns='${NS_TLS}'/>`);
         return;
       }
@@ -247,6 +261,7 @@ export class OutboundStream extends S2SStream {
     const external = mechanisms?.getChildren('mechanism').some((m) => m.getText().trim() === 'EXTERNAL') ?? false;
     if (external && !this.saslTried && saslAllowed(p, this.isTls).ok) {
       this.saslTried = true;
+      this.opts.trace?.({ step: 'sasl', result: 'sent' });
       this.send(externalAuth(this.opts.localDomain));
       return;
     }
@@ -262,6 +277,7 @@ export class OutboundStream extends S2SStream {
     }
     if (this.dialbackSent) return;
     this.dialbackSent = true;
+    this.opts.trace?.({ step: 'dialback', result: 'sent' });
     // XEP-0185: key(receiving = partner, originating = us, their stream id).
     const key = dialbackKey(this.ctx.dialbackSecret, this.opts.remoteDomain, this.opts.localDomain, this.streamId);
     this.send(dbResultRequest(this.opts.localDomain, this.opts.remoteDomain, key));
@@ -294,6 +310,7 @@ export class OutboundStream extends S2SStream {
           trustAnchors: this.ctx.tls.trustAnchors,
           allowCommonName: this.ctx.config.trust.allowCommonNameFor.includes(this.opts.remoteDomain),
         });
+        this.opts.trace?.({ step: 'tls', protocol: tlsSocket.getProtocol(), certificate: check });
         const problem = !check.chainValid
           ? `certificate not trusted (${check.chainError ?? 'unknown'})`
           : !check.identity.ok
@@ -315,6 +332,7 @@ export class OutboundStream extends S2SStream {
 
   private saslSucceeded(): void {
     this.saslDone = true;
+    this.opts.trace?.({ step: 'sasl', result: 'success' });
     this.authMethod = 'sasl-external';
     this.restartParser();
     this.sendHeader(this.header());
@@ -323,6 +341,7 @@ export class OutboundStream extends S2SStream {
   private saslFailed(el: Element): void {
     const condition = el.children.find((c) => typeof c !== 'string' && c.name !== 'text');
     this.ctx.log.info('outbound.sasl-failed', { remote: this.opts.remoteDomain, condition: typeof condition === 'object' ? condition.name : undefined });
+    this.opts.trace?.({ step: 'sasl', result: 'failure', ...(typeof condition === 'object' ? { condition: condition.name } : {}) });
     // XEP-0178 / Prosody and ejabberd: fall back to dialback on the same stream where allowed.
     this.tryDialback();
   }
@@ -332,6 +351,7 @@ export class OutboundStream extends S2SStream {
   private dialbackAnswer(el: Element): void {
     const { from, to, type } = el.attrs;
     if (!this.dialbackSent || from !== this.opts.remoteDomain || to !== this.opts.localDomain) return;
+    this.opts.trace?.({ step: 'dialback', result: type === 'valid' ? 'valid' : type === 'invalid' ? 'invalid' : 'error' });
     if (type === 'valid') {
       this.authMethod = 'dialback';
       return this.becomeEstablished('dialback');

@@ -17,16 +17,31 @@ import type { Element } from '../xml/ltx.js';
 import { StreamParser, type StreamParserHandler } from '../xml/stream-parser.js';
 import type { StreamAuth, StreamDirection, StreamInfo } from './stream-info.js';
 import { newStreamId } from '../negotiation/dialback-key.js';
+import { TLS_PEER_CLOSED } from '../tls/server-upgrade.js';
 
 /** Grace period for the peer's `</stream:stream>` before the socket is destroyed (Prosody: 5 s). */
 export const CLOSE_TIMEOUT_MS = 2_000;
 /** A peer that leaves this much of our output unread is too slow and is disconnected. */
 export const MAX_WRITE_BUFFER_BYTES = 8 * 1024 * 1024;
 /**
+ * While more of our output than this waits for the peer (Node's socket buffer plus text queued
+ * this tick), we stop reading from it, so requests whose answers it does not read stay in its
+ * socket, not in our memory; reading resumes once the output has drained.
+ */
+export const READ_PAUSE_BYTES = 64 * 1024;
+/**
+ * Before authentication a peer needs a few KiB of our output (headers, features, dialback
+ * answers): one that leaves more than this unread (beyond what the kernel buffers) is dropped.
+ */
+export const MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES = 32 * 1024;
+/**
  * Output waiting for the peer above which a stream counts as congested: the router pauses the
  * streams that feed it until it drains (ws and Node streams' highWaterMark idea).
  */
 export const CONGESTED_BYTES = 256 * 1024;
+
+/** The reason in `readPauses` for stopping to read while our own output waits (READ_PAUSE_BYTES). */
+const OWN_OUTPUT = Symbol('own output');
 
 export const now = (): number => performance.now();
 
@@ -67,6 +82,8 @@ export abstract class S2SStream implements StreamParserHandler {
   private drainWaiters: (() => void)[] = [];
   /** Why reading is paused (backpressure from the streams this one feeds); empty ⇒ reading. */
   private readonly readPauses = new Set<unknown>();
+  /** Waiting for our output to drain below READ_PAUSE_BYTES to read again. */
+  private drainAwaited = false;
   private flushScheduled = false;
   private closeTimer: NodeJS.Timeout | undefined;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
@@ -142,11 +159,17 @@ export abstract class S2SStream implements StreamParserHandler {
     if (this.closed || this.handshaking) return true;
     this.outQueue.push(text);
     this.outQueueChars += text.length;
+    if (!this.readPauses.has(OWN_OUTPUT) && this.outQueueChars + this.socket.writableLength > READ_PAUSE_BYTES) this.pauseForOutput();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       process.nextTick(() => this.flush());
     }
     return !this.congested;
+  }
+
+  /** Bytes the peer has taken from us so far (handed to the kernel): progress of a slow reader. */
+  get bytesDrained(): number {
+    return this.socket.bytesWritten - this.socket.writableLength;
   }
 
   /** More output waits for the peer than CONGESTED_BYTES. */
@@ -157,14 +180,28 @@ export abstract class S2SStream implements StreamParserHandler {
   /** Runs `cb` once the output has drained below the congestion mark, or the stream is gone. */
   whenDrained(cb: () => void): void {
     if (!this.congested || this.closed) return cb();
-    if (this.drainWaiters.push(cb) === 1) this.socket.once('drain', this.onDrain);
+    this.drainWaiters.push(cb);
+    this.armDrain();
+  }
+
+  private drainArmed = false;
+
+  /**
+   * Waits for the socket's 'drain' when it has one to give (a write returned false); otherwise
+   * the backlog is still in outQueue and flush() looks again once it has written it.
+   */
+  private armDrain(): void {
+    if (this.drainArmed || this.drainWaiters.length === 0 || !this.socket.writableNeedDrain) return;
+    this.drainArmed = true;
+    this.socket.once('drain', () => {
+      this.drainArmed = false;
+      this.onDrain();
+    });
   }
 
   private readonly onDrain = (): void => {
-    if (this.congested && !this.closed) {
-      this.socket.once('drain', this.onDrain);
-      return;
-    }
+    if (this.drainWaiters.length === 0) return;
+    if (this.congested && !this.closed) return this.armDrain();
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const cb of waiters) cb();
@@ -200,10 +237,59 @@ export abstract class S2SStream implements StreamParserHandler {
     if (this.direction === 'outbound') this.meters?.bytes.inc(bytes.length);
     this.lastSentAt = now();
     this.socket.write(bytes);
-    if (!this.closed && this.socket.writableLength > MAX_WRITE_BUFFER_BYTES) {
+    // Streams waiting for this one: drained already, or now waiting on the socket's 'drain'.
+    if (this.drainWaiters.length > 0) this.onDrain();
+    if (this.closed) return;
+    const unread = this.socket.writableLength;
+    const limit = this.authenticated ? MAX_WRITE_BUFFER_BYTES : MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES;
+    if (unread > limit) {
       // A peer that does not read cannot read a stream error either: drop it.
-      this.destroy(new StreamError('resource-constraint', 'peer does not read its stream fast enough'));
+      const why = this.authenticated
+        ? `peer left more than ${MAX_WRITE_BUFFER_BYTES} bytes of its stream unread`
+        : `peer left more than ${MAX_UNAUTHENTICATED_WRITE_BUFFER_BYTES} bytes of its stream unread before authenticating`;
+      this.reportRefusal?.('writeBuffer', 'resource-constraint', why);
+      this.destroy(new StreamError('resource-constraint', why));
+      return;
     }
+    if (unread > READ_PAUSE_BYTES) this.pauseForOutput();
+    if (this.readPauses.has(OWN_OUTPUT)) this.awaitDrain(unread > READ_PAUSE_BYTES);
+  }
+
+  /**
+   * Reports a refusal decided here rather than by negotiation (write buffer, TLS handshake), as
+   * `stream.refused` and in gw_stream_refusals_total; set by whoever registers the stream.
+   */
+  reportRefusal: ((rule: string, condition: string, text: string) => void) | null = null;
+
+  /**
+   * Stops reading while our own output waits: the socket (a reason of its own among the
+   * router's, see pauseReading()) and the parser right after the element being handled.
+   */
+  private pauseForOutput(): void {
+    this.pauseReading(OWN_OUTPUT);
+    this.parser.hold();
+  }
+
+  /** Resumes reading once the output is (nearly) gone: on 'drain', or at once when it is small. */
+  private awaitDrain(full: boolean): void {
+    if (this.drainAwaited) return;
+    this.drainAwaited = true;
+    const socket = this.socket;
+    const go = (): void => {
+      this.drainAwaited = false;
+      socket.removeListener('drain', go);
+      if (this.closed || !this.readPauses.has(OWN_OUTPUT)) return;
+      if (this.socket.writableLength > READ_PAUSE_BYTES) return this.awaitDrain(true);
+      this.readPauses.delete(OWN_OUTPUT);
+      this.parser.release(); // may queue output and pause again
+      if (!this.readPauses.has(OWN_OUTPUT)) {
+        this.readPauses.add(OWN_OUTPUT);
+        this.resumeReading(OWN_OUTPUT); // the socket resumes unless the router holds it too
+      }
+    };
+    // Not from inside a parser handler (release() is not re-entrant): 'drain' or the next turn.
+    if (full) socket.on('drain', go);
+    else setImmediate(go);
   }
 
   protected sendHeader(header: string): void {
@@ -256,11 +342,21 @@ export abstract class S2SStream implements StreamParserHandler {
         this.tlsVersion = tlsSocket.getProtocol();
         onSecure(tlsSocket);
       },
-      () => raw.destroy(),
+      (err: Error & { code?: string }) => {
+        // A peer that went away is no refusal; a handshake that failed or timed out is one.
+        if (!this.closed && err.code !== TLS_PEER_CLOSED && err.code !== 'ECONNRESET') {
+          const timedOut = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT';
+          this.reportRefusal?.('tlsHandshake', timedOut ? 'connection-timeout' : 'tls-handshake-failed', `TLS handshake failed: ${err.code ?? err.message}`);
+        }
+        raw.destroy();
+      },
     );
   }
 
   private adopt(tlsSocket: TLSSocket): void {
+    // A new stream document starts on TLS (RFC 6120 section 5.4.3.3): an error before our next
+    // header must be preceded by one (section 4.9.1.1), like on a fresh connection.
+    this.headerSent = false;
     this.socket = tlsSocket;
     this.listen(tlsSocket);
   }
@@ -271,6 +367,7 @@ export abstract class S2SStream implements StreamParserHandler {
    * parsing resumes on the next tick (the parser refuses re-entrant resume()).
    */
   protected restartParser(): void {
+    this.headerSent = false; // as after TLS (see adopt())
     this.parser.reset();
     process.nextTick(() => {
       if (!this.closed) this.parser.resume();
@@ -314,8 +411,15 @@ export abstract class S2SStream implements StreamParserHandler {
     this.socket.destroy();
   }
 
-  private socketError(_err: Error): void {
-    // 'close' follows; nothing else to do. Errors of peers that vanish are normal on s2s.
+  private socketError(err: Error & { code?: string }): void {
+    // Usually 'close' follows and there is nothing else to do: peers that vanish are normal on
+    // s2s. Not after a renegotiation attempt: Node only reports it (disableRenegotiation(), see
+    // XEP-0344) and the connection would go on under a certificate nobody checked.
+    if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' && !this.closed) {
+      const text = 'TLS renegotiation is not allowed (XEP-0344)';
+      this.reportRefusal?.('tlsRenegotiation', 'policy-violation', text);
+      this.destroy(new StreamError('policy-violation', text));
+    }
   }
 
   private isReleased = false;

@@ -97,6 +97,30 @@ export function checkPeerCertificate(
 }
 
 /**
+ * The same verdict for a certificate read from a file (`xmpp-gateway explain --certificate`): no
+ * handshake, so the chain is judged by `verifyChain` against the trust anchors, as the live check
+ * does for serverAuth-only certificates. `presented` are the other certificates of the file.
+ */
+export function checkCertificate(
+  cert: X509Certificate,
+  presented: readonly X509Certificate[],
+  domain: string,
+  opts: PeerCertificateOptions = {},
+): PeerCertificateResult {
+  const identity = matchesDomain(certificateNames(cert), domain, { allowCommonName: opts.allowCommonName === true });
+  const chainError = verifyChain(cert, opts.trustAnchors ?? defaultTrustAnchors(), opts.now ?? new Date(), presented);
+  return chainError === null ? { chainValid: true, identity, cert } : { chainValid: false, chainError, identity, cert };
+}
+
+/** Why a checked certificate cannot authenticate `domain`, in the words of refusals and logs; null when it can. */
+export function certificateProblem(check: PeerCertificateResult, domain: string): string | null {
+  if (!check.chainValid) return `certificate not trusted (${check.chainError ?? 'unknown error'})`;
+  // identity.ts's reasons mostly say "certificate does not name D (...)" already; never twice.
+  if (!check.identity.ok) return check.identity.reason.startsWith('certificate does not name') ? check.identity.reason : `certificate does not name ${domain} (${check.identity.reason})`;
+  return null;
+}
+
+/**
  * Node types `authorizationError` as Error, but sets it to OpenSSL's code string on the server side
  * (`verifyError.code`) and to `code || message` on the client side.
  */

@@ -10,8 +10,12 @@
  */
 import type { Socket } from 'node:net';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
+import { GatewayError } from '../errors.js';
 import type { TlsContexts } from './tls-contexts.js';
 import { ALPN_XMPP_SERVER, MIN_TLS_VERSION } from './tls-contexts.js';
+
+/** Code of the rejection when the peer closed the connection before the handshake completed. */
+export const TLS_PEER_CLOSED = 'GW_ERR_TLS_PEER_CLOSED';
 
 type Pending = { resolve: (tls: TLSSocket) => void; reject: (err: Error) => void };
 
@@ -53,7 +57,7 @@ export class TlsServerUpgrade {
     return new Promise((resolve, reject) => {
       this.pending.set(raw, { resolve, reject });
       raw.once('close', () => {
-        if (this.pending.delete(raw)) reject(new Error('connection closed during the TLS handshake'));
+        if (this.pending.delete(raw)) reject(new GatewayError(TLS_PEER_CLOSED, 'connection closed during the TLS handshake'));
       });
       this.server.emit('connection', raw);
     });

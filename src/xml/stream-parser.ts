@@ -202,10 +202,14 @@ export class StreamParser {
   private readonly carry = Buffer.alloc(4);
   private carryLen = 0;
   private carryNeed = 0;
+  /** From the first invalid UTF-8 byte of the chunk being written to its end. */
+  private badRest: Buffer | null = null;
 
   // --- control ---
   private failure: StreamError | null = null;
   private isPaused = false;
+  /** Flow control (hold/release), independent of pause/resume, which restarts use. */
+  private isHeld = false;
   private pending: Buffer[] = [];
   private dispatching = false;
   private inHandler = false;
@@ -292,6 +296,11 @@ export class StreamParser {
     return this.isPaused;
   }
 
+  /** True between `hold()` and `release()`. */
+  get held(): boolean {
+    return this.isHeld;
+  }
+
   /** Bytes received but not parsed while paused (plus a held partial UTF-8 character). */
   get pendingBytes(): number {
     let n = 0;
@@ -308,12 +317,19 @@ export class StreamParser {
   write(chunk: Uint8Array): void {
     if (this.failure !== null) return;
     if (this.dispatching) throw reentrant('write');
-    if (this.isPaused) {
+    if (this.isPaused || this.isHeld) {
       if (chunk.length > 0) this.pending.push(Buffer.from(chunk));
       return;
     }
     const s = this.decode(chunk);
     if (s !== null && s.length > 0) this.scan(s);
+    const bad = this.badRest;
+    if (bad !== null) {
+      this.badRest = null;
+      if (this.failure !== null) return;
+      if (this.isPaused || this.isHeld) this.pending.push(bad); // reported when parsing goes on
+      else this.badUtf8();
+    }
   }
 
   /**
@@ -323,11 +339,7 @@ export class StreamParser {
   pause(): void {
     if (this.isPaused) return;
     this.isPaused = true;
-    if (this.dispatching) {
-      this.stopScan = true;
-      if (this.curEnd < this.curStr.length) this.pending.push(Buffer.from(this.curStr.slice(this.curEnd), 'utf8'));
-    }
-    this.holdCarry();
+    this.stopHere();
   }
 
   /** Parse held bytes (in order) and continue with later writes. Not callable from a handler. */
@@ -335,16 +347,27 @@ export class StreamParser {
     if (this.dispatching) throw reentrant('resume');
     if (!this.isPaused) return;
     this.isPaused = false;
-    const held = this.pending;
-    this.pending = [];
-    for (let k = 0; k < held.length; k++) {
-      if (this.isPaused || this.failure !== null) {
-        // Paused again (or failed): keep the rest, after whatever the last write held back.
-        if (this.failure === null) for (let j = k; j < held.length; j++) this.pending.push(held[j]!);
-        return;
-      }
-      this.write(held[k]!);
-    }
+    this.replay();
+  }
+
+  /**
+   * Flow control: stop like `pause()` (from a handler, right after the current top-level
+   * element) until `release()`, e.g. while the peer leaves our answers unread. Independent of
+   * pause/resume: bytes are parsed again only once the parser is neither paused nor held, so a
+   * restart's `resume()` cannot undo a hold, nor a `release()` a restart's pause.
+   */
+  hold(): void {
+    if (this.isHeld) return;
+    this.isHeld = true;
+    this.stopHere();
+  }
+
+  /** Ends a `hold()`; parses held bytes unless also paused. Not callable from a handler. */
+  release(): void {
+    if (this.dispatching) throw reentrant('release');
+    if (!this.isHeld) return;
+    this.isHeld = false;
+    this.replay();
   }
 
   /** Remove and return the held bytes (e.g. to reject data injected before a TLS handshake). */
@@ -371,6 +394,30 @@ export class StreamParser {
   }
 
   // -------------------------------------------------------------------------------------------
+
+  /** From a handler: stop scanning after the current element and hold the rest of the chunk (once). */
+  private stopHere(): void {
+    if (this.dispatching && !this.stopScan) {
+      this.stopScan = true;
+      if (this.curEnd < this.curStr.length) this.pending.push(Buffer.from(this.curStr.slice(this.curEnd), 'utf8'));
+    }
+    this.holdCarry();
+  }
+
+  /** Parses held bytes in order while neither paused nor held. */
+  private replay(): void {
+    if (this.isPaused || this.isHeld) return;
+    const held = this.pending;
+    this.pending = [];
+    for (let k = 0; k < held.length; k++) {
+      if (this.isPaused || this.isHeld || this.failure !== null) {
+        // Stopped again (or failed): keep the rest, after whatever the last write held back.
+        if (this.failure === null) for (let j = k; j < held.length; j++) this.pending.push(held[j]!);
+        return;
+      }
+      this.write(held[k]!);
+    }
+  }
 
   private doReset(): void {
     this.gen++;
@@ -464,6 +511,7 @@ export class StreamParser {
       start = take;
     }
     let end = n;
+    let bad = -1;
     if (end > start && buf[end - 1]! >= 0x80) {
       // Hold back an incomplete trailing sequence (lead byte + fewer continuation bytes than it needs).
       const lim = end - 4 > start ? end - 4 : start;
@@ -473,15 +521,24 @@ export class StreamParser {
       if (b >= 0xc0) {
         const need = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
         if (end - j < need) {
-          if (b >= 0xf5 || b === 0xc0 || b === 0xc1) return this.badUtf8();
-          for (let k = j; k < end; k++) this.carry[this.carryLen++] = buf[k]!;
-          this.carryNeed = need;
-          end = j;
+          if (b >= 0xf5 || b === 0xc0 || b === 0xc1) {
+            bad = end = j;
+          } else {
+            for (let k = j; k < end; k++) this.carry[this.carryLen++] = buf[k]!;
+            this.carryNeed = need;
+            end = j;
+          }
         }
       }
     }
+    if (end > start && !isUtf8(start === 0 && end === n ? buf : buf.subarray(start, end))) bad = end = firstInvalidUtf8(buf, start, end);
+    if (bad >= 0) {
+      // The text before the first bad byte is parsed first, as if the chunk had ended there, so
+      // the verdict and the elements delivered do not depend on how the bytes were chunked.
+      this.carryLen = 0;
+      this.badRest = Buffer.from(buf.subarray(bad));
+    }
     if (end === start) return head;
-    if (!isUtf8(start === 0 && end === n ? buf : buf.subarray(start, end))) return this.badUtf8();
     const body = buf.toString('utf8', start, end);
     return head === '' ? body : head + body;
   }
@@ -948,7 +1005,9 @@ export class StreamParser {
     const local = colon === -1 ? name : name.slice(colon + 1);
     if (local !== 'stream') throw new StreamError('invalid-namespace', `root element must be <stream:stream>, got <${name}>`);
     if (prefixNs !== null && prefixNs !== NS_STREAMS) {
-      throw new StreamError('bad-namespace-prefix', `prefix '${name.slice(0, colon)}' is not bound to ${NS_STREAMS}`);
+      // The prefix is declared, so this is a stream element in another namespace (the example in
+      // section 4.9.3.10 is exactly this); an undeclared prefix is bad-namespace-prefix (resolve()).
+      throw new StreamError('invalid-namespace', `prefix '${name.slice(0, colon)}' is bound to ${prefixNs}, not to ${NS_STREAMS}`);
     }
     if (prefixNs === null && attrs['xmlns'] !== NS_STREAMS) {
       throw new StreamError('invalid-namespace', `stream namespace must be ${NS_STREAMS}`);
@@ -1101,6 +1160,37 @@ function checkDeclaration(decl: string): [StreamCondition, string] | null {
   const encoding = m[3] ?? m[4];
   if (encoding !== undefined && !/^utf-?8$/i.test(encoding)) return ['unsupported-encoding', `encoding ${encoding}`];
   return null;
+}
+
+/** Index of the first byte in [i, end) that does not start a valid UTF-8 sequence (RFC 3629); `i` if none is found. */
+function firstInvalidUtf8(b: Buffer, i: number, end: number): number {
+  const from = i;
+  while (i < end) {
+    const c = b[i]!;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let need: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+      need = 2;
+      if (c === 0xe0) lo = 0xa0;
+      else if (c === 0xed) hi = 0x9f; // no surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      need = 3;
+      if (c === 0xf0) lo = 0x90;
+      else if (c === 0xf4) hi = 0x8f;
+    } else return i;
+    if (i + need >= end) return i; // incomplete
+    const c1 = b[i + 1]!;
+    if (c1 < lo || c1 > hi) return i;
+    for (let k = 2; k <= need; k++) if ((b[i + k]! & 0xc0) !== 0x80) return i;
+    i += need + 1;
+  }
+  return from; // isUtf8() disagreed: be conservative, nothing of the range is parsed
 }
 
 function handlerError(e: unknown): StreamError {

@@ -3,14 +3,27 @@
  * STARTTLS whenever offered (with its certificate), SASL EXTERNAL whenever offered, dialback
  * otherwise. Returns how far it got: the authentication method, or the refusal it received.
  */
-import { dialbackKey } from '../../src/negotiation/dialback-key.js';
+import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { isElement } from '../../src/xml/stream-parser.js';
 import { NS_DIALBACK, NS_SASL, NS_STREAMS } from '../../src/xml/namespaces.js';
 import type { Element } from '../../src/xml/ltx.js';
+import { FakePartnerServer, type FakePartnerOptions } from './fake-partner-server.js';
 import { parseStreamError, ScriptedPeer, summarizeFeatures } from './scripted-peer.js';
 
 /** The secret our scripted partners' authoritative servers (FakePartnerServer) verify keys with. */
 export const PEER_DIALBACK_SECRET = 'scripted-partner-secret-0123456789';
+
+/**
+ * A partner's authoritative server for dialback (plain TCP unless `more` says otherwise) that
+ * confirms exactly the keys made with PEER_DIALBACK_SECRET.
+ */
+export function dialbackAuthority(domain: string, more: Partial<FakePartnerOptions> = {}): Promise<FakePartnerServer> {
+  return FakePartnerServer.start({ domain, tls: 'none', sasl: false, dialback: true, answerVerify: verifyWithPeerSecret, ...more });
+}
+
+/** A FakePartnerServer `answerVerify` that confirms exactly the keys made with PEER_DIALBACK_SECRET. */
+export const verifyWithPeerSecret = (v: { from: string; to: string; id: string; key: string }): 'valid' | 'invalid' =>
+  keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid';
 
 export type Outcome = 'sasl-external' | 'dialback' | `refused:${string}`;
 

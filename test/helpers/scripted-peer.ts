@@ -273,6 +273,8 @@ export interface StartTlsOptions {
   servername?: string;
   /** ALPN protocols offered (default ['xmpp-server']); [] sends none. */
   alpn?: string[];
+  /** Highest TLS version offered (e.g. 'TLSv1.2' to try renegotiation, which TLS 1.3 lacks). */
+  maxVersion?: tls.SecureVersion;
   timeoutMs?: number;
 }
 
@@ -643,6 +645,7 @@ export class ScriptedPeer {
       ALPNProtocols: opts.alpn ?? ['xmpp-server'],
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
+      ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
     });
     this.socket = ts;
     ts.on('error', this.onError);

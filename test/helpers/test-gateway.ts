@@ -88,7 +88,8 @@ export interface TestGatewayOptions {
   allowCommonNameFor?: string[];
 }
 
-export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
+/** A throw-away directory with gateway.yaml, partners.yaml and TLS material for `opts`. */
+export async function prepareGatewayDir(opts: TestGatewayOptions): Promise<{ dir: string; configFile: string; partnersFile: string; yaml: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'xgw-gw-'));
   const domains = opts.localDomains ?? ['gw.test'];
   for (const domain of domains) {
@@ -119,6 +120,11 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
   ].join('\n');
   const configFile = join(dir, 'gateway.yaml');
   await writeFile(configFile, `${yaml}\n`);
+  return { dir, configFile, partnersFile, yaml };
+}
+
+export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
+  const { dir, configFile, partnersFile, yaml } = await prepareGatewayDir(opts);
   const config = parseGatewayConfig(yaml, configFile);
   const logs: LogLine[] = [];
   const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];

@@ -5,24 +5,16 @@
  * FakePartnerServer found through DNS SRV answered by a real dns2 server).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { checkCombination, newRecord } from '../../src/policy/validate.js';
 import type { Negotiation } from '../../src/policy/types.js';
-import { NEGOTIATION_MATRIX } from '../fixtures/negotiation-matrix.js';
-import { FakePartnerServer } from '../helpers/fake-partner-server.js';
-import { startTestDns, type TestDns } from '../helpers/test-dns.js';
-import { attempt, PEER_DIALBACK_SECRET, type Outcome } from '../helpers/partner-attempt.js';
-import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
+import { CERT_STATES, matrixDomain, POLICIES, startMatrixGateway, type CertState, type MatrixGateway, type Policy } from '../helpers/matrix-gateway.js';
+import { attempt, type Outcome } from '../helpers/partner-attempt.js';
+import type { TestGateway } from '../helpers/test-gateway.js';
 
-const CERT_STATES = ['trusted', 'other-domain', 'untrusted', 'expired', 'serverauth-only'] as const;
-type CertState = (typeof CERT_STATES)[number];
-
-const POLICIES = NEGOTIATION_MATRIX.filter((row) => row.verdict !== 'invalid');
-const short = { Required: 'req', Optional: 'opt', NotSupported: 'ns' } as Record<string, string>;
-const domainOf = (p: (typeof POLICIES)[number]) => `t-${short[p.tls]}-${short[p.sasl]}-${p.dialback ? 'db' : 'nodb'}.test`;
+const domainOf = (p: Policy) => matrixDomain('t', p);
 
 /** What must happen, reasoned from docs/design.md sections 3 and 4 (not from the implementation). */
-function expected(p: (typeof POLICIES)[number], cert: CertState): Outcome {
+function expected(p: Policy, cert: CertState): Outcome {
   const certOk = cert === 'trusted' || cert === 'serverauth-only';
   const dialbackOk = p.dialback && p.sasl !== 'Required';
   if (p.tls !== 'NotSupported') {
@@ -33,55 +25,19 @@ function expected(p: (typeof POLICIES)[number], cert: CertState): Outcome {
   return dialbackOk ? 'dialback' : 'refused:not-authorized';
 }
 
-let pki: TestPki;
+let matrix: MatrixGateway;
 let gw: TestGateway;
-let authority: FakePartnerServer;
-let dns: TestDns;
 
 beforeAll(async () => {
-  pki = testPki();
-  const domains = POLICIES.map(domainOf);
-  const fakeCert = pki.issue({ domain: 'authority.test', dnsNames: ['authority.test', ...domains] });
-  // The partners' authoritative server: answers db:verify with the key the scripted peer derived.
-  authority = await FakePartnerServer.start({
-    domain: domains[0]!,
-    extraDomains: domains.slice(1),
-    cert: fakeCert.certPem,
-    key: fakeCert.keyPem,
-    tls: 'optional',
-    sasl: false,
-    dialback: true,
-    answerVerify: (v) => (keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid'),
-  });
-  const partners = POLICIES.map(
-    (p) => `- Identity: ${domainOf(p)}\n  TlsNegotiation: ${p.tls}\n  SaslNegotiation: ${p.sasl}\n  SupportDialbackNegotiation: ${p.dialback}\n`,
-  ).join('');
-  // The authoritative server is found the way a real one is: DNS SRV, from a dns2 server.
-  dns = await startTestDns({ srv: Object.fromEntries(domains.map((d) => [`_xmpp-server._tcp.${d}`, [{ target: '127.0.0.1.', port: authority.port }]])) });
-  gw = await startTestGateway({ pki, partners, dnsServer: dns.address });
+  matrix = await startMatrixGateway('t');
+  gw = matrix.gw;
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await authority?.close();
-  await dns?.close();
+  await matrix?.close();
 });
 
-function certFor(domain: string, state: CertState) {
-  const yearAgo = new Date(Date.now() - 365 * 24 * 3600 * 1000);
-  switch (state) {
-    case 'trusted':
-      return pki.issue({ domain });
-    case 'other-domain':
-      return pki.issue({ domain: 'someone-else.test' });
-    case 'untrusted':
-      return pki.issue({ domain }, pki.otherCa);
-    case 'expired':
-      return pki.issue({ domain, notBefore: new Date(yearAgo.getTime() - 30 * 24 * 3600 * 1000), notAfter: yearAgo });
-    case 'serverauth-only':
-      return pki.issue({ domain, extKeyUsage: ['serverAuth'] });
-  }
-}
+const certFor = (domain: string, state: CertState) => matrix.certFor(domain, state);
 
 describe('TLS × SASL × dialback × certificate state', () => {
   it('the fixture covers every valid record exactly once', () => {

@@ -1,52 +1,39 @@
 /**
- * What the panel shows per partner besides its record: recent stream refusals (rule and text, as
- * logged) and a small traffic history (stanzas per 5-second step, both directions) for the
- * sparkline. Refusals are observed by wrapping the gateway's stream events; traffic is sampled
- * from the per-partner stanza counters on a timer, so the relay pays nothing for it.
+ * What the panel shows per partner besides its record: recent stream refusals (rule and text, from
+ * the gateway's RefusalLog, the one `status` and `explain` read) and a small traffic history
+ * (stanzas per 5-second step, both directions) for the sparkline. Traffic is sampled from the
+ * per-partner stanza counters on a timer, so the relay pays nothing for it.
  */
-import type { StreamEvents } from '../../gateway-context.js';
+import { NON_PARTNERS, type RefusalEntry, type RefusalLog } from '../refusal-log.js';
 
-export interface Refusal {
-  readonly time: string;
+export interface Refusal extends RefusalEntry {
+  /** The partner refused; null for a domain that is not a partner (its name is in `domain`). */
   readonly partner: string | null;
-  readonly direction: string;
-  readonly rule: string;
-  readonly condition: string;
-  readonly text: string;
 }
 
-const REFUSALS_PER_PARTNER = 20;
-const REFUSALS_TOTAL = 200;
 export const TRAFFIC_STEP_MS = 5_000;
 const TRAFFIC_POINTS = 60;
 
 export class PanelFeed {
-  private readonly refusals: Refusal[] = [];
   private readonly traffic = new Map<string, number[]>();
   private last = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
   /** `totals()`: stanzas so far per partner (both directions), read at each step. */
-  constructor(private readonly totals: () => ReadonlyMap<string, number>) {}
+  constructor(
+    private readonly totals: () => ReadonlyMap<string, number>,
+    private readonly refusals: Pick<RefusalLog, 'toJSON'>,
+  ) {}
 
-  /** Wraps `events.refused` so that every refusal is also kept here. */
-  watch(events: StreamEvents): void {
-    const refused = events.refused.bind(events);
-    events.refused = (stream, partner, rule, condition, text) => {
-      refused(stream, partner, rule, condition, text);
-      this.refused({ time: new Date().toISOString(), partner, direction: stream.direction, rule, condition, text });
-    };
-  }
-
-  refused(r: Refusal): void {
-    this.refusals.push(r);
-    if (this.refusals.length > REFUSALS_TOTAL) this.refusals.shift();
-  }
-
-  /** The most recent refusals, newest first; of one partner (`null`: of unknown senders) when given. */
+  /** The most recent refusals, newest first: of one partner (`null`: of domains that are not partners), or of all. */
   recentRefusals(partner?: string | null): Refusal[] {
-    const all = partner === undefined ? this.refusals : this.refusals.filter((r) => r.partner === partner);
-    return all.slice(-REFUSALS_PER_PARTNER).reverse();
+    const all: Refusal[] = [];
+    for (const [key, entries] of Object.entries(this.refusals.toJSON())) {
+      const p = key === NON_PARTNERS ? null : key;
+      if (partner !== undefined && p !== partner) continue;
+      for (const e of entries) all.push({ ...e, partner: p });
+    }
+    return all.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
   }
 
   /** Stanzas per step for the partner, oldest first (at most 60 steps of 5 s). */

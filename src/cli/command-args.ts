@@ -1,0 +1,32 @@
+/**
+ * Options of the diagnostic commands (check, probe, explain, import), read with node:util
+ * parseArgs: unknown options and missing values are usage errors naming the option.
+ */
+import { parseArgs } from 'node:util';
+import { loadGatewayConfig } from '../config/load.js';
+import type { GatewayConfig } from '../config/schema.js';
+import { UsageError } from '../errors.js';
+import type { PartnerList } from '../policy/partner-list.js';
+import { PartnerStore } from '../policy/partner-store.js';
+
+type Spec = Record<string, { type: 'string' | 'boolean' }>;
+
+export function commandArgs<S extends Spec>(command: string, args: readonly string[], options: S, positionals: { min: number; max: number; name: string }) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(`${command}: ${(err as Error).message.split('\n')[0]} (try: xmpp-gateway ${command} --help)`);
+  }
+  const n = parsed.positionals.length;
+  if (n < positionals.min) throw new UsageError(`${command} needs ${positionals.name} (try: xmpp-gateway ${command} --help)`);
+  if (n > positionals.max) throw new UsageError(`${command}: unexpected argument '${parsed.positionals[positionals.max]}'`);
+  return parsed;
+}
+
+/** gateway.yaml and the partner list it names, as `serve` reads them. */
+export async function loadConfigAndPartners(configPath: string): Promise<{ config: GatewayConfig; partners: PartnerList; store: PartnerStore }> {
+  const config = await loadGatewayConfig(configPath, (msg) => process.stderr.write(`WARNING: ${msg}\n`));
+  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
+  return { config, partners: await store.read(), store };
+}

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { defaultMaxUnauthenticatedConnections, parseGatewayConfig } from '../../src/config/schema.js';
+import { ConnectionLimits, type LimitSettings } from '../../src/stream/connection-limits.js';
+
+const BASE: LimitSettings = { connectionLimit: 100, partnerConnectionLimit: 5, maxUnauthenticatedPerAddress: 3, maxDialbackVerifications: 10 };
+
+describe('maxUnauthenticatedConnections', () => {
+  it('a full cap sheds the oldest unauthenticated connection and admits the new one', () => {
+    const shed: [object, string, string][] = [];
+    const limits = new ConnectionLimits({ ...BASE, maxUnauthenticated: 3, shed: (c, rule, text) => shed.push([c, rule, text]) });
+    const [a, b, c, d, e] = [{}, {}, {}, {}, {}];
+    expect(limits.openUnauthenticated('127.0.0.2', a).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.3', b).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.4', c).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.5', d).ok).toBe(true);
+    expect(shed.map(([x]) => x)).toEqual([a]);
+    expect(shed[0]![1]).toBe('maxUnauthenticatedConnections');
+    expect(shed[0]![2]).toMatch(/maxUnauthenticatedConnections \(3\)/);
+    expect(limits.unauthenticatedConnections).toBe(3);
+    // b authenticated: it is no longer counted, nothing is shed for the next one.
+    limits.closeUnauthenticated('127.0.0.3', b);
+    expect(limits.openUnauthenticated('127.0.0.6', e).ok).toBe(true);
+    expect(shed).toHaveLength(1);
+    // The shed connection's own release later is a no-op (its slot was already given back).
+    limits.closeUnauthenticated('127.0.0.2', a);
+    expect(limits.unauthenticatedConnections).toBe(3);
+  });
+
+  it('a shed connection frees its per-address slot at once', () => {
+    const limits = new ConnectionLimits({ ...BASE, maxUnauthenticatedPerAddress: 1, maxUnauthenticated: 1, shed: () => {} });
+    const [a, b] = [{}, {}];
+    expect(limits.openUnauthenticated('127.0.0.2', a).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.3', b).ok).toBe(true); // sheds a
+    expect(limits.openUnauthenticated('127.0.0.2', {}).ok).toBe(true); // 127.0.0.2 has no connection left; sheds b
+  });
+
+  it('the per-address cap still refuses the newcomer (a flood from one address sheds nobody else)', () => {
+    const shed: object[] = [];
+    const limits = new ConnectionLimits({ ...BASE, maxUnauthenticatedPerAddress: 2, maxUnauthenticated: 2, shed: (c) => shed.push(c) });
+    limits.openUnauthenticated('127.0.0.2', {});
+    limits.openUnauthenticated('127.0.0.2', {});
+    const v = limits.openUnauthenticated('127.0.0.2', {});
+    expect(v).toMatchObject({ ok: false, rule: 'maxUnauthenticatedPerAddress' });
+    expect(shed).toEqual([]);
+  });
+
+  it('connections kept apart (the internal server\'s) are never shed nor count against the cap', () => {
+    const shed: object[] = [];
+    const limits = new ConnectionLimits({ ...BASE, maxUnauthenticated: 1, shed: (c) => shed.push(c) });
+    const internal = {};
+    expect(limits.openUnauthenticated('10.0.0.1', internal, false).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.2', {}).ok).toBe(true);
+    expect(limits.openUnauthenticated('127.0.0.3', {}).ok).toBe(true);
+    expect(shed).not.toContain(internal);
+    expect(shed).toHaveLength(1);
+    limits.closeUnauthenticated('10.0.0.1', internal);
+    for (let i = 0; i < 3; i++) expect(limits.openUnauthenticated('10.0.0.1', {}, false).ok).toBe(true); // its per-address slot was freed
+    expect(limits.openUnauthenticated('10.0.0.1', {}, false)).toMatchObject({ ok: false, rule: 'maxUnauthenticatedPerAddress' });
+  });
+
+  it('without a shed function the newcomer is refused, naming the cap', () => {
+    const limits = new ConnectionLimits({ ...BASE, maxUnauthenticated: 1 });
+    limits.openUnauthenticated('127.0.0.2', {});
+    expect(limits.openUnauthenticated('127.0.0.3', {})).toMatchObject({ ok: false, rule: 'maxUnauthenticatedConnections' });
+  });
+
+  it('gateway.yaml: default half of connectionLimit (at most 500), explicit values must stay below connectionLimit', () => {
+    const yaml = (extra: string) => `localDomains:\n  - domain: gw.test\nlisten:\n  - { host: 127.0.0.1, port: 0 }\n${extra}`;
+    expect(parseGatewayConfig(yaml(''), 'g.yaml').maxUnauthenticatedConnections).toBe(500);
+    expect(parseGatewayConfig(yaml('connectionLimit: 40\n'), 'g.yaml').maxUnauthenticatedConnections).toBe(20);
+    expect(parseGatewayConfig(yaml('connectionLimit: 40\nmaxUnauthenticatedConnections: 39\n'), 'g.yaml').maxUnauthenticatedConnections).toBe(39);
+    expect(() => parseGatewayConfig(yaml('connectionLimit: 40\nmaxUnauthenticatedConnections: 40\n'), 'g.yaml')).toThrow(/g\.yaml:6: maxUnauthenticatedConnections: 40 must be below connectionLimit \(40\)/);
+    expect([1, 2, 3, 2000].map(defaultMaxUnauthenticatedConnections)).toEqual([1, 1, 1, 500]);
+    const warnings: string[] = [];
+    parseGatewayConfig(yaml('maxUnauthenticatedConnections: 10\n'), 'g.yaml', (w) => warnings.push(w));
+    expect(warnings).toEqual([]);
+  });
+});
