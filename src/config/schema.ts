@@ -216,7 +216,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
 
   const trustNode = get('trust');
   unknownIn(trustNode, 'trust', ['caFiles', 'allowCommonNameFor']);
-  unknownIn(get('admin'), 'admin', ['listen']);
+  unknownIn(get('admin'), 'admin', [...ADMIN_KEYS]);
   unknownIn(get('dns'), 'dns', ['servers', 'routes']);
   unknownIn(get('queues'), 'queues', Object.keys(DEFAULTS.queues));
   const caFilesNode = trustNode === undefined ? undefined : (v.map(trustNode, 'trust').get('caFiles', true) as Node | undefined);
@@ -230,11 +230,8 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   let admin: GatewayConfig['admin'] = null;
   if (adminNode !== undefined && !isNull(adminNode)) {
     const a = v.map(adminNode, 'admin');
-    for (const pair of a.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : '';
-      if (!ADMIN_KEYS.has(key)) warn(`${file}:${v.lineOf(pair.key as Node)}: admin.${key}: unknown setting, ignored`);
-    }
     const l = v.map(a.get('listen', true) as Node, 'admin.listen');
+    unknownIn(l, 'admin.listen', ['host', 'port', 'certificate', 'privateKey']);
     const certNode = l.get('certificate', true) as Node | undefined;
     const keyNode = l.get('privateKey', true) as Node | undefined;
     const certificate = certNode === undefined || isNull(certNode) ? null : v.path(certNode, 'admin.listen.certificate');
