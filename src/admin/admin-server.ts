@@ -10,6 +10,8 @@
  *                            400 {"error": "..."} naming the field at fault
  *   (the /approvals paths exist only when the server is given an approvals store; else 404)
  *   POST /stop     application/json  {"ok": true} (202), then the gateway shuts down (`xmpp-gateway stop`)
+ *   POST /login    {"token": "..."} ⇒ the panel's session cookie and {"user", "role", "csrf"}; POST /logout
+ *   /, /api/...    the control panel and its JSON API (src/admin/panel), from `routes`
  *
  * Access (src/admin/auth.ts): every request but the panel's static files and `POST /login` needs
  * `Authorization: Bearer <token>` or the panel's session cookie (plus `X-CSRF-Token` on writes);
