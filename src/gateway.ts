@@ -8,6 +8,9 @@ import { basename, dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
+import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
+import { AuditLog } from './admin/audit.js';
+import { PanelFeed } from './admin/panel/feed.js';
 import { RefusalLog } from './admin/refusal-log.js';
 import { loadGatewayConfig } from './config/load.js';
 import type { GatewayConfig } from './config/schema.js';
@@ -60,7 +63,7 @@ export async function serve(configPath: string): Promise<number> {
   const gateway = await startGateway(config, log, { onStopRequest: () => requestStop('POST /stop') });
   process.on('SIGHUP', () => {
     log.info('partners.reload-requested', { by: 'SIGHUP' });
-    void gateway.reloader.reload(true);
+    void gateway.reloader.reload(true, { who: 'SIGHUP', via: 'signal' });
   });
   return new Promise((resolve) => {
     let stopping = false;
@@ -80,6 +83,7 @@ export async function serve(configPath: string): Promise<number> {
 export const NO_PARTNERS_WARNING = '0 partners: all federation refused';
 
 export async function startGateway(config: GatewayConfig, log: Logger = createLogger(), opts: { onStopRequest?: () => void } = {}): Promise<Gateway> {
+  if (config.admin) checkAdminTls(config, config.admin);
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
 
@@ -107,6 +111,10 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const refusals = new RefusalLog();
   const events = streamEvents(streams, metrics, log, refusals);
+  // The admin panel: recent refusals and traffic per partner; the audit trail of every change and reload.
+  const panelFeed = new PanelFeed(() => metrics.stanzaTotalsByPartner(), refusals);
+  const audit = new AuditLog(config.auditLog);
+  auditReloads(reloader, audit, log);
 
   const ctx: GatewayContext = {
     config,
@@ -182,6 +190,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   let internalListener: Listener | null = null;
   let dnsView: DnsView | null = null;
   let admin: AdminServer | null = null;
+  let extras: Awaited<ReturnType<typeof adminExtras>> | null = null;
   try {
     for (const l of config.listen) {
       listeners.push(await listen(l.host, l.port, (socket: Socket) => new InboundStream(socket, ctx, partners, l.directTls)));
@@ -217,9 +226,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       : err;
   }
 
-  function startAdmin(): Promise<AdminServer> | null {
-    return config.admin
-    ? startAdminServer({
+  async function startAdmin(): Promise<AdminServer | null> {
+    if (!config.admin) return null;
+    extras = await adminExtras(config, config.admin, { streams, limits, audit, feed: panelFeed, log });
+    const server = await startAdminServer({
+        ...extras.options,
         host: config.admin.listen.host,
         port: config.admin.listen.port,
         streams: liveStreams,
@@ -233,13 +244,14 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
           // The last refusals per partner ('-': domains that are not partners), for `explain`.
           recentRefusals: refusals.toJSON(),
         }),
-        reload: async () => {
-          await reloader.reload(true);
+        reload: async (by) => {
+          await reloader.reload(true, by);
           return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: config.partners };
         },
         ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
-      })
-    : null;
+      });
+    await extras.started();
+    return server;
   }
   if (admin) log.info('admin.listening', { host: admin.host, port: admin.port });
   supervisor.start();
@@ -272,6 +284,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       await dnsView?.close();
       await approvals.close();
       await admin?.close();
+      await extras?.closed();
     },
   };
 }

@@ -2,10 +2,17 @@
  * The command line's side of the admin listener: where the running gateway listens (gateway.yaml
  * `admin.listen`) and one JSON request to it. Used by `status`, `approvals`, `reload` and `stop`.
  */
-import { request } from 'node:http';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { checkServerIdentity, connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import { formatHostPort } from './admin-server.js';
+import { readLocalCredential } from './local-credential.js';
+
+/** An admin token for remote use (`XMPP_GATEWAY_TOKEN=xgw1... xmpp-gateway status`); else the local credential file. */
+export const TOKEN_ENV = 'XMPP_GATEWAY_TOKEN';
 
 const TIMEOUT_MS = 5_000;
 /** /status of a gateway at its connectionLimit is well under a megabyte; this only bounds a wrong peer. */
@@ -15,8 +22,14 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 export interface AdminTarget {
   readonly host: string;
   readonly port: number;
-  /** `http://host:port`, for messages. */
+  /** `http://host:port` (https with TLS), for messages. */
   readonly url: string;
+  /** Sent as `Authorization: Bearer`; undefined when none was found. */
+  readonly token?: string | undefined;
+  /** Where the token was looked for, for the message when it is refused. */
+  readonly tokenSource?: string;
+  /** HTTPS: CAs to trust and the fingerprints of the configured certificate (accepted for any name). */
+  readonly tls?: { readonly ca: string[]; readonly pinned: ReadonlySet<string> };
 }
 
 /** Nothing listens at the admin address (connection refused): the gateway is not running. */
@@ -38,7 +51,25 @@ export function adminTarget(config: GatewayConfig): AdminTarget {
   }
   // A wildcard listener is reachable on loopback.
   const target = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return { host: target, port, url: `http://${formatHostPort(target, port)}` };
+  const fromEnv = process.env[TOKEN_ENV];
+  const token = fromEnv !== undefined && fromEnv !== '' ? fromEnv : readLocalCredential(config.admin.localCredential);
+  const tokenSource = fromEnv ? `$${TOKEN_ENV}` : config.admin.localCredential;
+  const tls = config.admin.listen.certificate === null ? undefined : adminTls(config.admin.listen.certificate, config.trust.caFiles ?? []);
+  return { host: target, port, url: `${tls ? 'https' : 'http'}://${formatHostPort(target, port)}`, token, tokenSource, ...(tls ? { tls } : {}) };
+}
+
+/** The listener's own certificate (pinned) and the usual CAs. */
+function adminTls(certificateFile: string, caFiles: readonly string[]): { ca: string[]; pinned: Set<string> } {
+  const pems = (file: string) => {
+    try {
+      return readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    } catch {
+      return [];
+    }
+  };
+  const own = pems(certificateFile);
+  const pinned = new Set(own.map((pem) => new X509Certificate(pem).fingerprint256));
+  return { ca: [...rootCertificates, ...own, ...caFiles.flatMap(pems)], pinned };
 }
 
 /**
@@ -64,13 +95,23 @@ export function adminRequest(target: AdminTarget, method: string, path: string, 
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const req = request({ host: target.host, port: target.port, path, method, agent: false, headers }, (res) => {
+    if (target.token !== undefined) headers.authorization = `Bearer ${target.token}`;
+    const options = { host: target.host, port: target.port, path, method, agent: false as const, headers };
+    let req: ClientRequest | undefined;
+    const onError = (err: NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] }) => {
+      if (err instanceof GatewayError) return reject(err);
+      // Node 20 tries every address of a name (autoSelectFamily) and may report an AggregateError.
+      const code = err.code ?? err.errors?.[0]?.code;
+      if (code === 'ECONNREFUSED') reject(new GatewayNotRunningError(target.url, { cause: err }));
+      else reject(new GatewayError('GW_ERR_ADMIN', `cannot reach the gateway at ${target.url}: ${code ?? err.message}`, { cause: err }));
+    };
+    const onResponse = (res: IncomingMessage) => {
       const chunks: Buffer[] = [];
       let total = 0;
       res.on('data', (chunk: Buffer) => {
         total += chunk.length;
         if (total > MAX_RESPONSE_BYTES) {
-          req.destroy(new GatewayError('GW_ERR_ADMIN', `${where} answered with more than ${MAX_RESPONSE_BYTES} bytes`));
+          req?.destroy(new GatewayError('GW_ERR_ADMIN', `${where} answered with more than ${MAX_RESPONSE_BYTES} bytes`));
         } else chunks.push(chunk);
       });
       res.on('error', reject);
@@ -84,19 +125,52 @@ export function adminRequest(target: AdminTarget, method: string, path: string, 
         } catch {
           // not JSON: keep the first line of the text
         }
-        reject(new GatewayError('GW_ERR_ADMIN', `${where} answered HTTP ${res.statusCode}${detail ? `: ${detail.slice(0, 200)}` : ''}`));
+        const hint = res.statusCode === 401
+          ? target.token === undefined
+            ? ` (no credential: ${target.tokenSource ?? 'the local credential file'} is missing or unreadable; run this as the gateway's user, or set ${TOKEN_ENV} to a token from xmpp-gateway admin-user add)`
+            : ` (the token from ${target.tokenSource ?? 'the local credential file'} was refused)`
+          : '';
+        reject(new GatewayError('GW_ERR_ADMIN', `${where} answered HTTP ${res.statusCode}${detail ? `: ${detail.slice(0, 200)}` : ''}${hint}`));
       });
+    };
+    const send = (socket?: TLSSocket) => {
+      const r = httpRequest(socket ? { ...options, agent: undefined, createConnection: () => socket } : options, onResponse);
+      req = r;
+      r.setTimeout(TIMEOUT_MS, () => {
+        r.destroy(new GatewayError('GW_ERR_ADMIN', `the gateway did not answer within ${TIMEOUT_MS / 1000} s (${target.url})`));
+      });
+      r.on('error', onError);
+      r.end(body);
+    };
+    // HTTPS: the certificate is checked before a byte of the request (the token) is written.
+    if (target.tls) verifiedTls(target, target.tls).then(send, onError);
+    else send();
+  });
+}
+
+/**
+ * A TLS connection to the admin listener, accepted only if its certificate is the one gateway.yaml
+ * configures (pinned, whoever issued it) or chains to a known CA and names the host. The request
+ * (and its token) is written only once this resolves.
+ */
+function verifiedTls(target: AdminTarget, tls: NonNullable<AdminTarget['tls']>): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: target.host, port: target.port, ca: tls.ca, rejectUnauthorized: false });
+    const timer = setTimeout(() => socket.destroy(new GatewayError('GW_ERR_ADMIN', `the gateway did not answer within ${TIMEOUT_MS / 1000} s (${target.url})`)), TIMEOUT_MS);
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
     });
-    req.setTimeout(TIMEOUT_MS, () => {
-      req.destroy(new GatewayError('GW_ERR_ADMIN', `the gateway did not answer within ${TIMEOUT_MS / 1000} s (${target.url})`));
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      const cert = socket.getPeerCertificate();
+      const ok = tls.pinned.has(cert.fingerprint256) || (socket.authorized && checkServerIdentity(target.host, cert) === undefined);
+      if (!ok) {
+        socket.destroy();
+        reject(new GatewayError('GW_ERR_ADMIN', `${target.url} presented a certificate that is neither admin.listen.certificate nor trusted for ${target.host}; no credentials were sent`));
+        return;
+      }
+      resolve(socket);
     });
-    req.on('error', (err: NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] }) => {
-      if (err instanceof GatewayError) return reject(err);
-      // Node 20 tries every address of a name (autoSelectFamily) and may report an AggregateError.
-      const code = err.code ?? err.errors?.[0]?.code;
-      if (code === 'ECONNREFUSED') reject(new GatewayNotRunningError(target.url, { cause: err }));
-      else reject(new GatewayError('GW_ERR_ADMIN', `cannot reach the gateway at ${target.url}: ${code ?? err.message}`, { cause: err }));
-    });
-    req.end(body);
   });
 }

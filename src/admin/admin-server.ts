@@ -10,30 +10,35 @@
  *                            400 {"error": "..."} naming the field at fault
  *   (the /approvals paths exist only when the server is given an approvals store; else 404)
  *   POST /stop     application/json  {"ok": true} (202), then the gateway shuts down (`xmpp-gateway stop`)
+ *   POST /login    {"token": "..."} ⇒ the panel's session cookie and {"user", "role", "csrf"}; POST /logout
+ *   /, /api/...    the control panel and its JSON API (src/admin/panel), from `routes`
  *
- * SECURITY: this listener has NO authentication and NO TLS. Anyone who can connect to it can
- * read every live stream (partner, addresses, counters), trigger reloads, and read and revoke
- * approvals. It is meant to be
- * bound to loopback (127.0.0.1 / ::1, the default in gateway.yaml examples) and reached by the
- * local `xmpp-gateway status` and a local Prometheus. It must never be bound to a public or
- * shared address unless a proxy that authenticates (and terminates TLS) stands in front of it.
- * The host is not checked here (gateway.yaml may name any address, on purpose), but two cheap
- * checks keep web browsers on this machine out, which matters even on loopback:
- *  - a request carrying an `Origin` header (every browser POST, and cross-origin fetches) is
- *    refused, so a web page cannot trigger a reload with a "simple" cross-site POST (CSRF);
+ * Access (src/admin/auth.ts): every request but the panel's static files and `POST /login` needs
+ * `Authorization: Bearer <token>` or the panel's session cookie (plus `X-CSRF-Token` on writes);
+ * 401 without, 429 while the address is locked out after repeated bad credentials, 403 when the
+ * role does not allow it (a CsViewOnlyAdministrator's write). `/metrics` may be left open
+ * (`admin.openMetrics`). With `tls` the listener speaks HTTPS; gateway.ts refuses a listener off
+ * loopback without it. The panel and its JSON API (`/`, `/api/...`) come from `routes`.
+ * Two cheap checks keep other web pages out, which matters even on loopback:
+ *  - a request whose `Origin` header is not this listener's own origin is refused, so a web page
+ *    elsewhere cannot make the browser send a "simple" cross-site POST (CSRF);
  *  - when bound to loopback, a `Host` header that names anything but an IP literal or
  *    `localhost` is refused, which defeats DNS rebinding (a page whose name was re-pointed at
  *    127.0.0.1 sends its own name as Host).
  * Neither affects curl, Prometheus or the status command, which send no Origin and address the
  * listener by IP or localhost.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { BlockList, isIP, type AddressInfo } from 'node:net';
 import { GatewayError, UsageError } from '../errors.js';
 import type { ApprovalStore } from '../policy/approvals.js';
 import type { StreamRegistryView } from '../stream/stream-info.js';
 import { parseRevokeRequest } from './approvals-api.js';
+import type { Actor, AuditLog } from './audit.js';
+import { sessionCookie, type AdminAuth, type Principal } from './auth.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
+import { allows, type Permission } from './roles.js';
 
 export interface ReloadResult {
   ok: boolean;
@@ -45,10 +50,21 @@ export interface AdminServerOptions {
   /** 0 picks a free port (tests); the bound port is in the result. */
   port: number;
   streams: StreamRegistryView;
-  metrics: { render(): string };
+  metrics: { render(): string | Promise<string> };
   /** Shown under "partners" in /status, e.g. {count, lastReloadError, appliedAt}. */
   partnersInfo: () => object;
-  reload: () => Promise<ReloadResult>;
+  /** `by`: who asked (recorded in the audit trail with the reload). */
+  reload: (by?: Actor) => Promise<ReloadResult>;
+  /** Who may do what (required: the listener is never open). */
+  auth: AdminAuth;
+  /** Serve /metrics without credentials (gateway.yaml admin.openMetrics). */
+  openMetrics?: boolean;
+  /** PEM certificate (chain) and key: HTTPS instead of HTTP. */
+  tls?: { cert: string; key: string };
+  /** More routes (the panel, /api); consulted after the built-in ones. */
+  routes?: RouteResolver;
+  /** Refused writes (403) are recorded here. */
+  audit?: AuditLog;
   /** PublicUnverified approvals, served under /approvals; absent: those paths answer 404. */
   approvals?: ApprovalStore;
   /** Shuts the gateway down after the answer is sent; absent when the process is not `serve` (501). */
@@ -68,7 +84,24 @@ const DEFAULT_MAX_BODY_BYTES = 16 * 1024;
 /** After close(), keep-alive connections still busy get this long to finish before they are cut. */
 const CLOSE_GRACE_MS = 1_000;
 
-type Route = { method: 'GET' | 'POST'; handle: (res: ServerResponse, body: Buffer) => void | Promise<void> };
+/** What a handler gets besides the response: who asks, the request, its URL and body. */
+export interface RequestContext {
+  readonly principal: Principal | null;
+  readonly req: IncomingMessage;
+  readonly url: URL;
+  readonly body: Buffer;
+}
+
+/** `permission` null: no credentials needed (the panel's static files, its login). */
+export type Route = { method: string; permission?: Permission | null; handle: (res: ServerResponse, body: Buffer, ctx: RequestContext) => void | Promise<void> };
+
+/** Resolves a path to its routes by method; undefined when the path is unknown. */
+export type RouteResolver = (path: string) => Route[] | undefined;
+
+/** The actor an admin request acts as, for the audit trail. */
+export function actorOf(principal: Principal | null): Actor {
+  return principal ? { who: principal.name, via: principal.via } : { who: 'anonymous', via: 'http' };
+}
 
 /** Starts the admin listener on `host:port` (that address only) and resolves once it listens. */
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
@@ -76,6 +109,39 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const loopbackOnly = isLoopbackHost(opts.host);
 
   const routes: Record<string, Route> = {
+    '/login': {
+      method: 'POST',
+      permission: null,
+      handle: async (res, body, ctx) => {
+        let token: unknown;
+        try {
+          token = (JSON.parse(body.toString('utf8')) as { token?: unknown }).token;
+        } catch {
+          token = new URLSearchParams(body.toString('utf8')).get('token');
+        }
+        if (typeof token !== 'string' || token === '') {
+          sendJson(res, 400, { error: 'send {"token": "..."}', field: 'token' });
+          return;
+        }
+        const result = await opts.auth.login(ctx.req, token.trim());
+        if (!result.ok) {
+          if (result.retryAfter !== undefined) res.setHeader('Retry-After', String(result.retryAfter));
+          sendJson(res, result.status, { error: result.error, field: 'token' });
+          return;
+        }
+        res.setHeader('Set-Cookie', sessionCookie(result.sid!, opts.auth.secureCookies));
+        sendJson(res, 200, { user: result.principal.name, role: result.principal.role, csrf: result.principal.csrf });
+      },
+    },
+    '/logout': {
+      method: 'POST',
+      permission: null,
+      handle: (res, _body, ctx) => {
+        opts.auth.logout(ctx.req);
+        res.setHeader('Set-Cookie', sessionCookie('', opts.auth.secureCookies, 0));
+        sendJson(res, 200, { ok: true });
+      },
+    },
     '/status': {
       method: 'GET',
       handle: (res) => {
@@ -85,14 +151,16 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     '/metrics': {
       method: 'GET',
-      handle: (res) => send(res, 200, METRICS_CONTENT_TYPE, opts.metrics.render()),
+      permission: opts.openMetrics ? null : 'read',
+      handle: async (res) => send(res, 200, METRICS_CONTENT_TYPE, await opts.metrics.render()),
     },
     '/reload': {
       method: 'POST',
-      handle: async (res) => {
+      permission: 'write',
+      handle: async (res, _body, ctx) => {
         let result: ReloadResult;
         try {
-          result = await opts.reload();
+          result = await opts.reload(actorOf(ctx.principal));
         } catch (err) {
           sendJson(res, 500, { ok: false, error: firstLine(err) });
           return;
@@ -103,6 +171,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     '/stop': {
       method: 'POST',
+      permission: 'write',
       handle: (res) => {
         const stop = opts.stop;
         if (!stop) {
@@ -116,20 +185,26 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
   if (opts.approvals) Object.assign(routes, approvalRoutes(opts.approvals));
 
-  const server = createServer({ maxHeaderSize: 8 * 1024 }, (req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) sendJson(res, 500, { error: firstLine(err) });
       else res.destroy();
     });
-  });
+  };
+  const server = opts.tls
+    ? createHttpsServer({ maxHeaderSize: 8 * 1024, cert: opts.tls.cert, key: opts.tls.key }, listener)
+    : createHttpServer({ maxHeaderSize: 8 * 1024 }, listener);
+  const scheme = opts.tls ? 'https' : 'http';
   // Slow or stuck clients must not pin sockets: the whole request (headers and body) within 10 s.
   server.headersTimeout = 5_000;
   server.requestTimeout = 10_000;
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.headers.origin !== undefined) {
+    // Same-origin requests (the panel's own fetches) carry Origin too; any other origin is refused.
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `${scheme}://${req.headers.host ?? ''}`) {
       await discardBody(req);
-      sendJson(res, 403, { error: 'requests from web pages (with an Origin header) are refused' });
+      sendJson(res, 403, { error: 'requests from other web pages (a foreign Origin header) are refused' });
       return;
     }
     if (loopbackOnly && !isSafeHostHeader(req.headers.host)) {
@@ -145,18 +220,43 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return;
     }
 
-    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
-    const route = Object.hasOwn(routes, path) ? routes[path] : undefined;
-    if (route === undefined) {
+    const url = new URL(req.url ?? '/', `${scheme}://localhost`);
+    const path = url.pathname;
+    const candidates = Object.hasOwn(routes, path) ? [routes[path]!] : opts.routes?.(path);
+    if (candidates === undefined || candidates.length === 0) {
       sendJson(res, 404, { error: `not found: ${path}` });
       return;
     }
-    if (req.method !== route.method) {
-      res.setHeader('Allow', route.method);
-      sendJson(res, 405, { error: `${path} takes ${route.method} only` });
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    const route = candidates.find((r) => r.method === method);
+    if (route === undefined) {
+      res.setHeader('Allow', candidates.map((r) => r.method).join(', '));
+      sendJson(res, 405, { error: `${path} takes ${candidates.map((r) => r.method).join(', ')} only` });
       return;
     }
-    await route.handle(res, body);
+    let principal: Principal | null = null;
+    const permission = route.permission === undefined ? (route.method === 'GET' ? 'read' : 'write') : route.permission;
+    if (permission !== null) {
+      const outcome = await opts.auth.authenticate(req);
+      if (!outcome.ok) {
+        if (outcome.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="xmpp-gateway"');
+        if (outcome.retryAfter !== undefined) res.setHeader('Retry-After', String(outcome.retryAfter));
+        sendJson(res, outcome.status, { error: outcome.error });
+        return;
+      }
+      principal = outcome.principal;
+      if (route.method !== 'GET' && !opts.auth.csrfOk(req, principal)) {
+        sendJson(res, 403, { error: 'missing or wrong X-CSRF-Token (reload the panel)' });
+        return;
+      }
+      if (!allows(principal.role, permission)) {
+        const error = `${principal.name} (${principal.role}) may not ${req.method} ${path}: that needs CsAdministrator`;
+        await opts.audit?.refused(actorOf(principal), `${req.method} ${path}`, null, error).catch(() => undefined);
+        sendJson(res, 403, { error });
+        return;
+      }
+    }
+    await route.handle(res, body, { principal, req, url, body });
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -194,10 +294,12 @@ function approvalRoutes(store: ApprovalStore): Record<string, Route> {
   return {
     '/approvals': {
       method: 'GET',
+      permission: 'read',
       handle: (res) => sendJson(res, 200, { approvals: store.list() }),
     },
     '/approvals/revoke': {
       method: 'POST',
+      permission: 'write',
       handle: async (res, body) => {
         let request;
         try {
@@ -222,7 +324,7 @@ function approvalRoutes(store: ApprovalStore): Record<string, Route> {
   };
 }
 
-function send(res: ServerResponse, status: number, contentType: string, body: string): void {
+export function send(res: ServerResponse, status: number, contentType: string, body: string | Buffer): void {
   res.writeHead(status, {
     'Content-Type': contentType,
     'Content-Length': Buffer.byteLength(body),
@@ -232,7 +334,7 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
   res.end(body);
 }
 
-function sendJson(res: ServerResponse, status: number, value: unknown): void {
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
   send(res, status, JSON_TYPE, JSON.stringify(value));
 }
 

@@ -5,6 +5,7 @@
  * themselves run through the same PartnerInvocation as the `partner` long-option form.
  */
 import { UsageError } from '../errors.js';
+import { adminRoleRecords } from '../admin/roles.js';
 import { toJsonRecord } from '../policy/record-json.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { applyChanges, domainList, domainValue, FieldError, propertyName, propertyValue } from '../policy/validate.js';
@@ -47,6 +48,8 @@ export function argvToPowerShellLine(command: string, args: readonly string[]): 
 
 export interface CmdletLineResult {
   readonly records: PartnerRecord[];
+  /** Other objects the line emitted (Get-CsAdminRole's roles), printed after the records. */
+  readonly objects?: Record<string, unknown>[];
   /** Whether the line ends in something that prints records (Get, Where-Object, -InMemory, -WhatIf, a variable). */
   readonly printsRecords: boolean;
   /** Help text (Get-Help, <cmdlet> -?), printed before any records. */
@@ -57,6 +60,7 @@ export async function runCmdletLine(line: string, ctx: ExecutionContext): Promis
   const statements = parsePowerShellLine(line);
   const variables = new Map<string, PartnerRecord[]>();
   const output: PartnerRecord[] = [];
+  const objects: Record<string, unknown>[] = [];
   let printsRecords = false;
   let text = '';
   for (const statement of statements) {
@@ -64,6 +68,10 @@ export async function runCmdletLine(line: string, ctx: ExecutionContext): Promis
       const help = helpRequest(statement);
       if (help !== undefined) {
         text += cmdletHelp(help);
+        continue;
+      }
+      if (statement.commands[0]?.name.toLowerCase() === 'get-csadminrole') {
+        objects.push(...runAdminRolePipeline(statement));
         continue;
       }
       const result = await runPipeline(statement, variables, ctx);
@@ -85,7 +93,34 @@ export async function runCmdletLine(line: string, ctx: ExecutionContext): Promis
     }
     variables.set(name, records.map((r) => setProperty(r, statement.path[0]!, toArg(statement.value as Value, variables))));
   }
-  return { records: output, printsRecords, text };
+  return objects.length > 0 ? { records: output, objects, printsRecords, text } : { records: output, printsRecords, text };
+}
+
+/**
+ * `Get-CsAdminRole [-Identity R] | Where-Object {...}`: the built-in admin roles (src/admin/roles.ts),
+ * so `Get-CsAdminRole | Where-Object {$_.Cmdlets -match "Set-CsXmppAllowedPartner"}` runs as in Lync.
+ */
+function runAdminRolePipeline(pipeline: Pipeline): Record<string, unknown>[] {
+  const [first, ...rest] = pipeline.commands;
+  if (pipeline.input) throw new UsageError('Get-CsAdminRole does not accept pipelined input');
+  let roles = adminRoleRecords();
+  for (const p of first!.parameters) {
+    if (p.name.toLowerCase() !== 'identity' || p.value === null || p.value.kind !== 'string') {
+      throw new UsageError(`Get-CsAdminRole takes only -Identity <role> (got -${p.name})`, p.name);
+    }
+    const want = p.value.value.toLowerCase();
+    roles = roles.filter((r) => String(r.Identity).toLowerCase() === want);
+  }
+  const positional = first!.arguments[0]?.value;
+  if (positional?.kind === 'string') roles = roles.filter((r) => String(r.Identity).toLowerCase() === positional.value.toLowerCase());
+  for (const command of rest) {
+    if (!WHERE_NAMES.has(command.name.toLowerCase()) || !command.filter) {
+      throw new UsageError(`Get-CsAdminRole can only be piped into Where-Object {...} (got ${command.name})`);
+    }
+    const filter = command.filter;
+    roles = roles.filter((r) => evaluateFilter(filter, r));
+  }
+  return roles;
 }
 
 /** The help text when every statement of the line asks for help (no partner file is needed then). */

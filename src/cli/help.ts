@@ -25,6 +25,8 @@ commands:
   approvals list                      PublicUnverified approvals: which local user reached out to whom
   approvals revoke --local JID [--remote JID]
                                       forget one approval, or all of a local user's
+  admin-user add NAME --role ROLE     an admin of the admin listener and panel (token printed once); list, remove, reset
+  audit [--since TIME]                the audit trail: every change, reload and refused attempt
   partner get|new|set|remove          read and edit the allowed-partner list
   check                               check the configuration, certificates, ports and DNS (exit 1 on errors)
   probe DOMAIN [--from LOCAL]         try a partner as the gateway would: each step, then the verdict
@@ -34,6 +36,7 @@ commands:
   cmdlet '<PowerShell line>'          the *-CsXmppAllowedPartner cmdlets as one PowerShell line
   Get-CsXmppAllowedPartner ...        the cmdlets by name: Get-, New-, Set-, Remove-CsXmppAllowedPartner
   Get-Help <cmdlet> [-Examples]       a cmdlet's parameters, types, defaults and examples
+  Get-CsAdminRole                     the admin roles (CsAdministrator, CsViewOnlyAdministrator) and their cmdlets
 
 global options (before or after the command word):
   --config FILE                       gateway.yaml to use (default: ${DEFAULT_CONFIG_PATH})
@@ -89,6 +92,26 @@ const COMMANDS: Record<string, CommandHelp> = {
       "its listeners. Exit status 1 if no gateway answers on the configured admin listener.",
     options: [CONFIG_OPTION],
     examples: ['xmpp-gateway stop', 'xmpp-gateway --config /etc/xmpp-gateway/gateway.yaml stop'],
+  },
+  'admin-user': {
+    usage: 'xmpp-gateway [--config FILE] [--json] admin-user add NAME --role ROLE | list | remove NAME | reset NAME [--role ROLE]',
+    summary:
+      "Admin users of the admin listener and its control panel, in gateway.yaml admin.usersFile (default admin-users.yaml\n" +
+      'beside gateway.yaml, mode 0600). add and reset print a fresh token once, as the last line of stdout; only a salted\n' +
+      'scrypt hash of it is stored. Roles: CsAdministrator (everything) and CsViewOnlyAdministrator (Get-*, status,\n' +
+      'metrics, audit). The running gateway notices changes at once. The CLI on the gateway\'s host needs no token (it\n' +
+      'uses the local credential the gateway writes at start); elsewhere set XMPP_GATEWAY_TOKEN.',
+    options: [CONFIG_OPTION, ['--role ROLE', 'CsAdministrator or CsViewOnlyAdministrator (add: required)'], ['--json', 'list as JSON']],
+    examples: ['xmpp-gateway admin-user add alice --role CsAdministrator', 'xmpp-gateway admin-user list', 'xmpp-gateway admin-user reset alice'],
+  },
+  audit: {
+    usage: 'xmpp-gateway [--config FILE] [--json] audit [--since TIME]',
+    summary:
+      'The audit trail (gateway.yaml auditLog, default audit.log beside partners.yaml): one JSON line per change of the\n' +
+      'partner list, from the CLI or the panel (time, who, the equivalent cmdlet, the record before and after), reloads,\n' +
+      'refused attempts and admin-user changes. Oldest first.',
+    options: [CONFIG_OPTION, ['--since TIME', 'only entries since TIME: 2024-05-01T12:00Z, 2024-05-01, or an age: 30m, 2h, 7d'], ['--json', 'the entries as a JSON array']],
+    examples: ['xmpp-gateway audit --since 2h', 'xmpp-gateway --json audit --since 2024-05-01'],
   },
   check: {
     usage: 'xmpp-gateway [--config FILE] [--json] check',

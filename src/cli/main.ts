@@ -21,7 +21,8 @@ import { PartnerStore } from '../policy/partner-store.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { argvToPowerShellLine, helpOnlyLine, isCmdletName, runCmdletLine } from './cmdlet-runner.js';
 import { commandHelp, cmdletHelp, GLOBAL_USAGE } from './help.js';
-import { formatJson, formatList } from './output.js';
+import { AuditLog, osActor } from '../admin/audit.js';
+import { formatJson, formatList, formatObjects } from './output.js';
 import type { ExecutionContext } from './partner-executor.js';
 import { executePartner } from './partner-executor.js';
 import { parsePartnerOptions } from './partner-options.js';
@@ -29,6 +30,8 @@ import { parseRecords } from './record-input.js';
 
 
 const ADMIN_COMMANDS = new Set(['serve', 'status', 'reload', 'stop']);
+/** Cmdlets that change the partner list: a refused one is recorded in the audit trail. */
+const CHANGING_CMDLET = /\b(New|Set|Remove)-CsXmppAllowedPartner\b/i;
 
 interface GlobalOptions {
   configPath: string;
@@ -100,7 +103,31 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const config = await loadGatewayConfig(configPath, warn);
+  if (command === 'admin-user') {
+    const { adminUser } = await import('../admin/admin-user-command.js');
+    return adminUser(config, json, args);
+  }
+  if (command === 'audit') {
+    const { auditCommand } = await import('../admin/audit-command.js');
+    return auditCommand(config, json, args);
+  }
   const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
+  // Every committed change goes to the audit trail, as the OS user who ran the command.
+  const audit = new AuditLog(config.auditLog);
+  const actor = osActor();
+  store.onCommit = (before, after) => audit.recordChanges(actor, before, after);
+  /** Runs a command; a refused change is recorded too (with the command as given), then reported. */
+  const audited = async <T>(changing: boolean, attempt: string, run: () => Promise<T>): Promise<T> => {
+    try {
+      return await run();
+    } catch (err) {
+      if (changing && err instanceof GatewayError) {
+        const action = CHANGING_CMDLET.exec(attempt)?.[0] ?? attempt.split(' ').slice(0, 2).join(' ');
+        await audit.refused(actor, action, attempt, err.message.split('\n')[0]!).catch(() => undefined);
+      }
+      throw err;
+    }
+  };
   const ctx: ExecutionContext = {
     store,
     localStorePath: config.localStore,
@@ -115,24 +142,37 @@ export async function main(argv: readonly string[]): Promise<number> {
     } else out(formatList(records));
   };
 
+  const printObjects = (objects: readonly Record<string, unknown>[] | undefined) => {
+    if (objects) out(json ? `${JSON.stringify(objects, null, 2)}\n` : formatObjects(objects));
+  };
   if (command === 'partner') {
-    const inv = await parsePartnerOptions(args, readInstanceSource);
-    const records = await executePartner(inv, ctx);
-    print(records, inv.verb === 'get' || inv.inMemory || inv.whatIf);
-    return 0;
+    const changing = ['new', 'set', 'remove'].includes(args[0]?.toLowerCase() ?? '');
+    return audited(changing, `xmpp-gateway partner ${args.join(' ')}`, async () => {
+      const inv = await parsePartnerOptions(args, readInstanceSource);
+      const records = await executePartner(inv, ctx);
+      print(records, inv.verb === 'get' || inv.inMemory || inv.whatIf);
+      return 0;
+    });
   }
   if (command === 'cmdlet') {
     if (args.length !== 1) throw new GatewayError('GW_ERR_USAGE', "cmdlet takes one quoted PowerShell command line, e.g. cmdlet 'Get-CsXmppAllowedPartner'");
-    const result = await runCmdletLine(args[0]!, ctx);
-    out(result.text);
-    print(result.records, result.printsRecords);
-    return 0;
+    return audited(CHANGING_CMDLET.test(args[0]!), args[0]!, async () => {
+      const result = await runCmdletLine(args[0]!, ctx);
+      out(result.text);
+      print(result.records, result.printsRecords);
+      printObjects(result.objects);
+      return 0;
+    });
   }
-  if (isCmdletName(command) || /^get-help$/i.test(command)) {
-    const result = await runCmdletLine(argvToPowerShellLine(command, args), ctx);
-    out(result.text);
-    print(result.records, result.printsRecords);
-    return 0;
+  if (isCmdletName(command) || /^get-help$/i.test(command) || /^get-csadminrole$/i.test(command)) {
+    const line = argvToPowerShellLine(command, args);
+    return audited(CHANGING_CMDLET.test(command), line, async () => {
+      const result = await runCmdletLine(line, ctx);
+      out(result.text);
+      print(result.records, result.printsRecords);
+      printObjects(result.objects);
+      return 0;
+    });
   }
   throw new GatewayError('GW_ERR_USAGE', `unknown command '${command}' (try: xmpp-gateway help)`);
 }

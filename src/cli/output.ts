@@ -43,3 +43,11 @@ export function formatTable(columns: readonly string[], rows: readonly (readonly
     columns.map((name, i) => (rightAligned.has(name) ? (cells[i] ?? '').padStart(widths[i]!) : (cells[i] ?? '').padEnd(widths[i]!))).join('  ').trimEnd();
   return `${[line(columns), ...rows.map(line)].join('\n')}\n`;
 }
+
+/** Format-List of other objects (Get-CsAdminRole's roles): `Name : value`, lists as {a, b}. */
+export function formatObjects(objects: readonly Record<string, unknown>[]): string {
+  if (objects.length === 0) return '';
+  const width = Math.max(...objects.flatMap((o) => Object.keys(o).map((k) => k.length)));
+  const blocks = objects.map((o) => Object.entries(o).map(([k, v]) => `${k.padEnd(width)} : ${formatValue(v)}`.trimEnd()).join('\n'));
+  return `\n${blocks.join('\n\n')}\n\n`;
+}

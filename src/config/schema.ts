@@ -6,7 +6,7 @@
  * Key names are a contract with the acceptance checks (issues 2 and 3): keep them.
  */
 import { isIP } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { normalizeDomain } from '../policy/domain.js';
@@ -62,6 +62,23 @@ export interface QueueConfig {
   readonly maxUnconfirmed: number;
 }
 
+/** The admin listener (src/admin): where, TLS, who may use it. */
+export interface AdminConfig {
+  readonly listen: {
+    readonly host: string;
+    readonly port: number;
+    /** HTTPS when both are set (required for a listener that is not on loopback). */
+    readonly certificate: string | null;
+    readonly privateKey: string | null;
+  };
+  /** Admin users and their salted token hashes (default admin-users.yaml beside gateway.yaml). */
+  readonly usersFile: string;
+  /** Serve /metrics without credentials (for a Prometheus that cannot send a token). */
+  readonly openMetrics: boolean;
+  /** The credential the gateway writes at start (mode 0600) for the CLI on this host. */
+  readonly localCredential: string;
+}
+
 export interface GatewayConfig {
   readonly file: string;
   readonly internal: InternalConfig | null;
@@ -80,7 +97,9 @@ export interface GatewayConfig {
      */
     readonly allowCommonNameFor: readonly string[];
   };
-  readonly admin: { readonly listen: { readonly host: string; readonly port: number } } | null;
+  readonly admin: AdminConfig | null;
+  /** Absolute path of the audit trail (JSON lines); default `audit.log` beside partners.yaml. */
+  readonly auditLog: string;
   readonly dns: { readonly servers: readonly string[] | null; readonly routes: Readonly<Record<string, string>> };
   readonly dialbackSecret: string | null;
   readonly connectionLimit: number;
@@ -137,7 +156,9 @@ const KNOWN_KEYS = new Set([
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
   'maxUnauthenticatedConnectionsPerAddress', 'maxUnauthenticatedConnections', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
+  'auditLog',
 ]);
+const ADMIN_KEYS = new Set(['listen', 'usersFile', 'openMetrics', 'localCredential']);
 const APPROVALS_KEYS = new Set(['file', 'maxEntries']);
 
 /** maxUnauthenticatedConnections when unset: half of connectionLimit, at least 1, at most 500. */
@@ -195,7 +216,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
 
   const trustNode = get('trust');
   unknownIn(trustNode, 'trust', ['caFiles', 'allowCommonNameFor']);
-  unknownIn(get('admin'), 'admin', ['listen']);
+  unknownIn(get('admin'), 'admin', [...ADMIN_KEYS]);
   unknownIn(get('dns'), 'dns', ['servers', 'routes']);
   unknownIn(get('queues'), 'queues', Object.keys(DEFAULTS.queues));
   const caFilesNode = trustNode === undefined ? undefined : (v.map(trustNode, 'trust').get('caFiles', true) as Node | undefined);
@@ -208,8 +229,22 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const adminNode = get('admin');
   let admin: GatewayConfig['admin'] = null;
   if (adminNode !== undefined && !isNull(adminNode)) {
-    const l = v.map(v.map(adminNode, 'admin').get('listen', true) as Node, 'admin.listen');
-    admin = { listen: { host: v.host(l.get('host', true) as Node, 'admin.listen.host'), port: v.port(l.get('port', true) as Node, 'admin.listen.port', true) } };
+    const a = v.map(adminNode, 'admin');
+    const l = v.map(a.get('listen', true) as Node, 'admin.listen');
+    unknownIn(l, 'admin.listen', ['host', 'port', 'certificate', 'privateKey']);
+    const certNode = l.get('certificate', true) as Node | undefined;
+    const keyNode = l.get('privateKey', true) as Node | undefined;
+    const certificate = certNode === undefined || isNull(certNode) ? null : v.path(certNode, 'admin.listen.certificate');
+    const privateKey = keyNode === undefined || isNull(keyNode) ? null : v.path(keyNode, 'admin.listen.privateKey');
+    if ((certificate === null) !== (privateKey === null)) {
+      v.fail(certNode ?? keyNode ?? l, certificate === null ? 'admin.listen.certificate' : 'admin.listen.privateKey', 'certificate and privateKey go together (both for HTTPS, neither for HTTP on loopback)');
+    }
+    admin = {
+      listen: { host: v.host(l.get('host', true) as Node, 'admin.listen.host'), port: v.port(l.get('port', true) as Node, 'admin.listen.port', true), certificate, privateKey },
+      usersFile: v.path(a.get('usersFile', true) as Node | undefined, 'admin.usersFile', 'admin-users.yaml'),
+      openMetrics: v.bool(a.get('openMetrics', true) as Node | undefined, 'admin.openMetrics', false),
+      localCredential: v.path(a.get('localCredential', true) as Node | undefined, 'admin.localCredential', 'state/admin.credential'),
+    };
   }
 
   const dnsNode = get('dns');
@@ -294,13 +329,15 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     maxUnconfirmed: qint('maxUnconfirmed', 1),
   };
 
+  const partners = v.path(get('partners'), 'partners', DEFAULTS.partners);
   const config: GatewayConfig = {
     file: resolve(file),
     internal,
     queues,
     localDomains,
     listen,
-    partners: v.path(get('partners'), 'partners', DEFAULTS.partners),
+    partners,
+    auditLog: v.path(get('auditLog'), 'auditLog', relative(dirname(resolve(file)), join(dirname(partners), 'audit.log'))),
     localStore: v.path(get('localStore'), 'localStore', DEFAULTS.localStore),
     trust: { caFiles, allowCommonNameFor },
     admin,

@@ -7,11 +7,14 @@ import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
+/** `mode`: the new file's permissions (default: the replaced file's, else 0644); 0600 for secrets. */
+export async function writeFileAtomic(file: string, text: string, mode?: number): Promise<void> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const mode = await stat(file).then((s) => s.mode & 0o777, () => 0o644);
-  const handle = await open(tmp, 'wx', mode);
+  const fileMode = mode ?? (await stat(file).then((s) => s.mode & 0o777, () => 0o644));
+  const handle = await open(tmp, 'wx', fileMode);
+  // open()'s mode is filtered by the umask; an explicit mode is what the caller asked for.
+  if (mode !== undefined) await handle.chmod(mode);
   try {
     await handle.writeFile(text, 'utf8');
     await handle.sync();

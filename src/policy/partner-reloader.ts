@@ -17,9 +17,15 @@ import { PartnerList } from './partner-list.js';
 import { PartnerStore } from './partner-store.js';
 import { toJsonRecord } from './record-json.js';
 
+/** Who asked for a reload (the admin user, a signal); undefined for the file watcher. */
+export interface ReloadRequester {
+  readonly who: string;
+  readonly via: string;
+}
+
 export interface ReloadEvents {
-  reloaded: [list: PartnerList, previous: PartnerList];
-  failed: [error: Error];
+  reloaded: [list: PartnerList, previous: PartnerList, by: ReloadRequester | undefined];
+  failed: [error: Error, by: ReloadRequester | undefined];
 }
 
 export class PartnerReloader extends EventEmitter<ReloadEvents> {
@@ -75,17 +81,17 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   }
 
   /** Reloads now; `force` re-applies even when the text is unchanged (SIGHUP, admin endpoint). */
-  reload(force = true): Promise<void> {
-    this.running = this.running.then(() => this.reloadOnce(force));
+  reload(force = true, by?: ReloadRequester): Promise<void> {
+    this.running = this.running.then(() => this.reloadOnce(force, by));
     return this.running;
   }
 
-  private async reloadOnce(force: boolean): Promise<void> {
+  private async reloadOnce(force: boolean, by: ReloadRequester | undefined): Promise<void> {
     let text: string;
     try {
       text = await this.readText();
     } catch (err) {
-      this.fail(err as Error);
+      this.fail(err as Error, by);
       return;
     }
     if (!force && text === this.lastText) return;
@@ -94,23 +100,23 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     try {
       next = this.parse(text);
     } catch (err) {
-      this.fail(err as Error);
+      this.fail(err as Error, by);
       return;
     }
     const previous = this.snapshot;
     this.snapshot = next;
     this.lastError = undefined;
-    await this.writeLocalStore().catch((err: Error) => this.emit('failed', err));
-    this.emit('reloaded', next, previous);
+    await this.writeLocalStore().catch((err: Error) => this.emit('failed', err, by));
+    this.emit('reloaded', next, previous, by);
   }
 
   private parse(text: string): PartnerList {
     return new PartnerList(this.store.parse(text).records);
   }
 
-  private fail(err: Error): void {
+  private fail(err: Error, by?: ReloadRequester): void {
     this.lastError = err;
-    this.emit('failed', err);
+    this.emit('failed', err, by);
   }
 
   /** The file's text; a missing file reads as empty (no partners). */

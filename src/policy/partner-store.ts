@@ -10,6 +10,7 @@ import { ConfigError } from '../errors.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { PartnerDocument } from './partner-file.js';
 import { PartnerList } from './partner-list.js';
+import type { PartnerRecord } from './types.js';
 
 const LOCK_OPTIONS = {
   realpath: false,
@@ -18,7 +19,17 @@ const LOCK_OPTIONS = {
   retries: { retries: 400, factor: 1.2, minTimeout: 5, maxTimeout: 100, randomize: true },
 };
 
+/**
+ * Called under the lock once an edit is written, with the records before and after: the audit
+ * trail (src/admin/audit.ts) is appended here, where every edit, from the CLI or the panel, is
+ * committed.
+ */
+export type CommitHook = (before: readonly PartnerRecord[], after: readonly PartnerRecord[]) => Promise<void>;
+
 export class PartnerStore {
+  /** Set by the CLI and the admin panel to record each committed change (the audit trail). */
+  onCommit: CommitHook | undefined;
+
   /** `localDomains`: the gateway's own domains, which no partner record may name. */
   constructor(readonly file: string, readonly localDomains: ReadonlySet<string> = new Set()) {}
 
@@ -59,10 +70,14 @@ export class PartnerStore {
     try {
       const doc = await this.readDocument();
       const before = doc.toString();
+      const beforeRecords = doc.records;
       const result = edit(doc);
       doc.validateList();
       const after = doc.toString();
-      if (after !== before) await writeFileAtomic(this.file, after);
+      if (after !== before) {
+        await writeFileAtomic(this.file, after);
+        await this.onCommit?.(beforeRecords, doc.records);
+      }
       return result;
     } finally {
       await release();

@@ -76,57 +76,9 @@ export class StreamSupervisor {
 
   /** docs/design.md section 6: apply a reloaded partner list to the live streams. */
   recheck(list: PartnerList): void {
-    for (const stream of this.streams) {
-      if (stream.closed) continue;
-      if (isInternal(stream)) {
-        this.recheckInternal(stream);
-        continue;
-      }
-      const old = partnerOf(stream);
-      if (!old) continue;
-      const domains = domainsOf(stream);
-      const record = domains.length > 0 ? list.partnerFor(domains[0]!) : list.byIdentity(old.Identity);
-      if (!record || domains.some((d) => list.partnerFor(d)?.Identity !== record.Identity)) {
-        this.refuse(stream, old.Identity, 'AllowedPartner', `${old.Identity} was removed from the allowed-partner list`);
-        continue;
-      }
-      if (stream instanceof InboundStream) stream.updatePartner(record);
-      else if (stream instanceof OutboundStream) stream.updatePartner(record);
-      if (stream.authenticated) {
-        const tls = stream.tlsVersion !== null;
-        const still = streamStillAllowed(record, tls, stream.auth);
-        if (!still.ok) this.refuse(stream, record.Identity, still.rule, `partner record changed: ${still.text}`);
-      }
-    }
-    this.enforceLimits(list);
-  }
-
-  /**
-   * Streams with the internal server on which we speak as a partner's domain end with that
-   * partner (issue 7: a removed partner's streams close in both directions).
-   */
-  private recheckInternal(stream: InboundStream | OutboundStream): void {
-    const ours = stream instanceof InboundStream ? stream.localDomain : stream.opts.localDomain;
-    if (ours !== null && !stream.realm.speaksAs(ours)) {
-      this.refuse(stream, INTERNAL_PEER, 'AllowedPartner', `${ours} is no longer an allowed partner domain`);
-    }
-  }
-
-  /** A lowered ConnectionLimit closes the newest streams above it, per direction. */
-  private enforceLimits(list: PartnerList): void {
-    for (const record of list.records) {
-      for (const direction of ['inbound', 'outbound'] as const) {
-        // Streams closed a moment ago (e.g. by the rule checks above) stay counted until their
-        // socket is gone; they must not push the open ones over the new limit.
-        const open = ([...this.limits.partnerStreams(record, direction)] as S2SStream[]).filter((s) => !s.closed);
-        const limit = this.limits.partnerLimit(record);
-        if (open.length <= limit) continue;
-        const newestFirst = open.sort((a, b) => b.createdAt - a.createdAt);
-        for (const stream of newestFirst.slice(0, open.length - limit)) {
-          this.refuse(stream, record.Identity, 'ConnectionLimit', `ConnectionLimit of partner ${record.Identity} lowered to ${limit} (${direction} streams)`);
-        }
-      }
-    }
+    const plan = planRecheck(this.streams, list, this.limits);
+    for (const { stream, record } of plan.keep) stream.updatePartner(record);
+    for (const c of plan.close) this.refuse(c.stream, c.partner, c.rule, c.text);
   }
 
   private timeout(stream: S2SStream, partner: PartnerRecord | null, rule: string, text: string): void {
@@ -138,6 +90,78 @@ export class StreamSupervisor {
     this.onRefusal(stream, partner, rule, 'policy-violation', text);
     stream.close(new StreamError('policy-violation', text));
   }
+}
+
+/** A live stream that a partner list would close, the rule and the text it would be closed with. */
+export interface PlannedClose {
+  readonly stream: S2SStream;
+  /** The partner the refusal is counted for (INTERNAL_PEER for internal streams). */
+  readonly partner: string;
+  readonly rule: string;
+  readonly text: string;
+}
+
+/**
+ * The reload re-check rules (docs/design.md section 6) as a pure plan: which live streams `list`
+ * would close, with rule and text, and which stay (with the record that now governs them).
+ * `recheck` applies it after a reload; the admin panel shows it before a change is saved
+ * ("what if"). Nothing is changed here.
+ *  - a removed partner's streams close (and, with an internal server, the internal streams on
+ *    which we speak as one of its domains: issue 7, both directions);
+ *  - streams that no longer meet a tightened rule close;
+ *  - a lowered ConnectionLimit closes the newest streams above it, per direction, counting only
+ *    the streams that stay open after the rules above.
+ */
+export function planRecheck(
+  streams: Iterable<S2SStream>,
+  list: PartnerList,
+  limits: Pick<ConnectionLimits, 'partnerStreams' | 'partnerLimit'>,
+): { close: PlannedClose[]; keep: { stream: InboundStream | OutboundStream; record: PartnerRecord }[] } {
+  const close: PlannedClose[] = [];
+  const keep: { stream: InboundStream | OutboundStream; record: PartnerRecord }[] = [];
+  const closing = new Set<S2SStream>();
+  const refuse = (stream: S2SStream, partner: string, rule: string, text: string) => {
+    close.push({ stream, partner, rule, text });
+    closing.add(stream);
+  };
+  for (const stream of streams) {
+    if (stream.closed) continue;
+    if (isInternal(stream)) {
+      // The internal realm speaks as every allowed partner domain (routing/realm.ts speaksAs), read from `list`.
+      const ours = stream instanceof InboundStream ? stream.localDomain : stream.opts.localDomain;
+      if (ours !== null && list.partnerFor(ours) === undefined) refuse(stream, INTERNAL_PEER, 'AllowedPartner', `${ours} is no longer an allowed partner domain`);
+      continue;
+    }
+    const old = partnerOf(stream);
+    if (!old) continue;
+    const domains = domainsOf(stream);
+    const record = domains.length > 0 ? list.partnerFor(domains[0]!) : list.byIdentity(old.Identity);
+    if (!record || domains.some((d) => list.partnerFor(d)?.Identity !== record.Identity)) {
+      refuse(stream, old.Identity, 'AllowedPartner', `${old.Identity} was removed from the allowed-partner list`);
+      continue;
+    }
+    if (stream instanceof InboundStream || stream instanceof OutboundStream) keep.push({ stream, record });
+    if (stream.authenticated) {
+      const tls = stream.tlsVersion !== null;
+      const still = streamStillAllowed(record, tls, stream.auth);
+      if (!still.ok) refuse(stream, record.Identity, still.rule, `partner record changed: ${still.text}`);
+    }
+  }
+  // A lowered ConnectionLimit closes the newest streams above it, per direction. Streams closed a
+  // moment ago (or planned to close above) stay counted until their socket is gone; they must not
+  // push the open ones over the new limit.
+  for (const record of list.records) {
+    for (const direction of ['inbound', 'outbound'] as const) {
+      const open = ([...limits.partnerStreams(record, direction)] as S2SStream[]).filter((s) => !s.closed && !closing.has(s));
+      const limit = limits.partnerLimit(record);
+      if (open.length <= limit) continue;
+      const newestFirst = open.sort((a, b) => b.createdAt - a.createdAt);
+      for (const stream of newestFirst.slice(0, open.length - limit)) {
+        refuse(stream, record.Identity, 'ConnectionLimit', `ConnectionLimit of partner ${record.Identity} lowered to ${limit} (${direction} streams)`);
+      }
+    }
+  }
+  return { close, keep };
 }
 
 function isInternal(stream: S2SStream): stream is InboundStream | OutboundStream {

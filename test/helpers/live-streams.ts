@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import type { StreamInfo } from '../../src/stream/stream-info.js';
 import { attempt, type AttemptOptions, type Outcome } from './partner-attempt.js';
 import { parseStreamError, type ScriptedPeer, type StreamErrorInfo } from './scripted-peer.js';
-import type { LogLine, TestGateway } from './test-gateway.js';
+import { adminHeaders, type LogLine, type TestGateway } from './test-gateway.js';
 
 export interface StatusBody {
   streams: StreamInfo[];
@@ -16,7 +16,7 @@ export interface StatusBody {
 
 /** `GET /status` on the admin listener. */
 export async function getStatus(adminPort: number): Promise<StatusBody> {
-  const res = await fetch(`http://127.0.0.1:${adminPort}/status`);
+  const res = await fetch(`http://127.0.0.1:${adminPort}/status`, { headers: adminHeaders(adminPort) });
   expect(res.status).toBe(200);
   return (await res.json()) as StatusBody;
 }
@@ -32,7 +32,7 @@ export async function statusOf(adminPort: number, peer: ScriptedPeer): Promise<S
  * `GET /metrics`.
  */
 export async function metricValue(adminPort: number, name: string, labels: Record<string, string>): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+  const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`, { headers: adminHeaders(adminPort) });
   expect(res.status).toBe(200);
   const text = await res.text();
   let sum = 0;

@@ -6,6 +6,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readLocalCredential } from '../../src/admin/local-credential.js';
 import { parseGatewayConfig } from '../../src/config/schema.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
@@ -43,10 +44,21 @@ export interface LogLine {
   [field: string]: unknown;
 }
 
+/** The admin token of each running test gateway, by admin port (live-streams.ts sends it). */
+export const adminTokens = new Map<number, string>();
+
+/** `Authorization` for the test gateway on `adminPort` (its local credential). */
+export function adminHeaders(adminPort: number): Record<string, string> {
+  const token = adminTokens.get(adminPort);
+  return token === undefined ? {} : { authorization: `Bearer ${token}` };
+}
+
 export interface TestGateway {
   readonly gateway: Gateway;
   readonly port: number;
   readonly adminPort: number;
+  /** The gateway's local credential (CsAdministrator), for admin requests. */
+  readonly adminToken: string;
   /** The XEP-0368 direct-TLS listener's port (0 unless `directTls`). */
   readonly directTlsPort: number;
   readonly dir: string;
@@ -70,6 +82,8 @@ export interface TestGatewayOptions {
   directTls?: boolean;
   /** Start without a partners.yaml at all (issue 2: a missing file means no partners). */
   noPartnersFile?: boolean;
+  /** More keys of the `admin` mapping, e.g. `openMetrics: true`. */
+  admin?: string;
   /** `trust.allowCommonNameFor`. */
   allowCommonNameFor?: string[];
 }
@@ -96,7 +110,7 @@ export async function prepareGatewayDir(opts: TestGatewayOptions): Promise<{ dir
     ...(opts.directTls ? ['  - { host: 127.0.0.1, port: 0, directTls: true }'] : []),
     'partners: partners.yaml',
     `trust: { caFiles: [ca.pem], allowCommonNameFor: [${(opts.allowCommonNameFor ?? []).join(', ')}] }`,
-    'admin: { listen: { host: 127.0.0.1, port: 0 } }',
+    `admin: { listen: { host: 127.0.0.1, port: 0 }${opts.admin ? `, ${opts.admin}` : ''} }`,
     'dialbackSecret: "gateway-test-dialback-secret-0123456789"',
     'reloadDebounceMs: 20',
     'dns:',
@@ -126,10 +140,13 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
     if (process.env.XGW_TEST_LOGS) process.stderr.write(line);
   });
   const gateway = await startGateway(config, log);
+  const adminToken = readLocalCredential(config.admin!.localCredential) ?? '';
+  if (gateway.admin) adminTokens.set(gateway.admin.port, adminToken);
   return {
     gateway,
     port: gateway.listeners[0]!.port,
     adminPort: gateway.admin?.port ?? 0,
+    adminToken,
     directTlsPort: gateway.listeners[1]?.port ?? 0,
     dir,
     partnersFile,
@@ -145,6 +162,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       });
     },
     async close() {
+      if (gateway.admin) adminTokens.delete(gateway.admin.port);
       await gateway.close();
       // Retries: a last atomic write (temp file, rename) may still be landing in state/.
       await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });

@@ -11,6 +11,7 @@ import { MetricsRegistry } from '../../src/admin/metrics.js';
 import { createLogger } from '../../src/log.js';
 import { parseApprovals } from '../../src/policy/approval-file.js';
 import { FileApprovalStore } from '../../src/policy/approvals.js';
+import { testAuth, writeTestCredential } from '../helpers/admin-http.js';
 import { tempConfig, type TempConfig } from '../helpers/cli.js';
 
 let t: TempConfig | undefined;
@@ -30,7 +31,7 @@ const quiet = createLogger('error');
 
 function startAdmin(approvals: FileApprovalStore): Promise<AdminServer> {
   return startAdminServer({
-    host: '127.0.0.1', port: 0, streams: { list: () => [] }, metrics: new MetricsRegistry(),
+    host: '127.0.0.1', port: 0, auth: testAuth(), streams: { list: () => [] }, metrics: new MetricsRegistry(),
     partnersInfo: () => ({}), reload: async () => ({ ok: true }), approvals,
   });
 }
@@ -38,15 +39,16 @@ function startAdmin(approvals: FileApprovalStore): Promise<AdminServer> {
 /** A port on which nothing listens (a listener's, closed again). */
 async function closedPort(): Promise<number> {
   const s = await startAdminServer({
-    host: '127.0.0.1', port: 0, streams: { list: () => [] }, metrics: new MetricsRegistry(), partnersInfo: () => ({}), reload: async () => ({ ok: true }),
+    host: '127.0.0.1', port: 0, auth: testAuth(), streams: { list: () => [] }, metrics: new MetricsRegistry(), partnersInfo: () => ({}), reload: async () => ({ ok: true }),
   });
   await s.close();
   return s.port;
 }
 
 async function config(adminPort: number | null): Promise<TempConfig> {
-  const adminYaml = adminPort === null ? '' : `admin:\n  listen: { host: 127.0.0.1, port: ${adminPort} }\n`;
+  const adminYaml = adminPort === null ? '' : `admin:\n  listen: { host: 127.0.0.1, port: ${adminPort} }\n  localCredential: admin.credential\n`;
   t = await tempConfig(undefined, `${adminYaml}approvals:\n  file: state/approvals.json\n  maxEntries: 1000\n`);
+  await writeTestCredential(t.dir, 'admin.credential');
   return t;
 }
 
@@ -106,7 +108,7 @@ describe('approvals through the running gateway', () => {
   it('a running gateway without approvals (404) is an error, the file is not touched', async () => {
     const c = await config(0);
     const plain = await startAdminServer({
-      host: '127.0.0.1', port: 0, streams: { list: () => [] }, metrics: new MetricsRegistry(), partnersInfo: () => ({}), reload: async () => ({ ok: true }),
+      host: '127.0.0.1', port: 0, auth: testAuth(), streams: { list: () => [] }, metrics: new MetricsRegistry(), partnersInfo: () => ({}), reload: async () => ({ ok: true }),
     });
     admin = plain;
     await writeFile(c.config, (await readFile(c.config, 'utf8')).replace('port: 0 }', `port: ${plain.port} }`));

@@ -15,7 +15,7 @@ import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
 import { metricValue } from '../helpers/live-streams.js';
 import { startTestDns, type TestDns } from '../helpers/test-dns.js';
-import { startTestGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
+import { startTestGateway, testPki, type TestGateway, type TestPki, adminHeaders } from '../helpers/test-gateway.js';
 
 const GATEWAY_SECRET = 'gateway-test-dialback-secret-0123456789';
 
@@ -102,7 +102,7 @@ describe('answers from the gateway itself', () => {
     expect(await metricValue(gw.adminPort, 'gw_stanzas_total', { partner: 'ext.test', direction: 'inbound' })).toBeGreaterThanOrEqual(1);
     expect(await metricValue(gw.adminPort, 'gw_stanzas_total', { partner: 'ext.test', direction: 'outbound' })).toBeGreaterThanOrEqual(1);
     expect(await metricValue(gw.adminPort, 'gw_bytes_total', { partner: 'ext.test', direction: 'inbound' })).toBeGreaterThan(100);
-    const status = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/status`)).json()) as { streams: Record<string, unknown>[] };
+    const status = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/status`, { headers: adminHeaders(gw.adminPort) })).json()) as { streams: Record<string, unknown>[] };
     expect(status.streams).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ partner: 'ext.test', direction: 'inbound', localDomain: 'gw.test', remoteDomain: 'ext.test', auth: 'sasl-external', tls: expect.stringMatching(/^TLSv1\.[23]$/) }),

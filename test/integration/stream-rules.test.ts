@@ -8,7 +8,7 @@ import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
-import { startTestGateway, testPki, type TestGateway } from '../helpers/test-gateway.js';
+import { startTestGateway, testPki, type TestGateway, adminHeaders } from '../helpers/test-gateway.js';
 
 let gw: TestGateway;
 let authority: FakePartnerServer;
@@ -130,7 +130,7 @@ describe('several domains of one partner on one stream (AdditionalDomains)', () 
     peer.dialbackResult('muc.multi.test', 'gw.test', dialbackKey(PEER_DIALBACK_SECRET, 'gw.test', 'muc.multi.test', peer.streamId));
     const second = await peer.next(8000);
     expect(second.attrs).toMatchObject({ from: 'gw.test', to: 'muc.multi.test', type: 'valid' });
-    const status = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/status`)).json()) as { streams: { authenticatedDomains: string[]; partner: string }[] };
+    const status = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/status`, { headers: adminHeaders(gw.adminPort) })).json()) as { streams: { authenticatedDomains: string[]; partner: string }[] };
     expect(status.streams.find((s) => s.partner === 'multi.test' && s.authenticatedDomains.length === 2)?.authenticatedDomains.sort()).toEqual(['muc.multi.test', 'multi.test']);
     peer.sendRaw(`<presence from='room@muc.multi.test/nick' to='user@gw.test'/>`);
     peer.sendRaw(`<presence from='x@elsewhere.test' to='user@gw.test'/>`);

@@ -134,7 +134,7 @@ it(`the internal server restarts mid-flow: all ${TOTAL} messages are delivered o
   const both = [...delivered].filter((id) => bounced.has(id) && id !== 'm-warmup');
   const conditions: Record<string, number> = {};
   for (const c of bounced.values()) conditions[c] = (conditions[c] ?? 0) + 1;
-  const metrics = gw.gateway.metrics.render().split('\n').filter((l) => l.startsWith('gw_relay_'));
+  const metrics = (await gw.gateway.metrics.render()).split('\n').filter((l) => l.startsWith('gw_relay_'));
   console.log(`internal restart: sent ${TOTAL}, delivered ${[...delivered].filter((id) => id !== 'm-warmup').length}, bounced ${bounced.size} ${JSON.stringify(conditions)}, both ${both.length}, lost ${lost.length}\n${metrics.join('\n')}`);
   if (lost.length > 0) {
     // What the gateway saw of the internal link, for the post-mortem.

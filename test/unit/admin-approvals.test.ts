@@ -12,7 +12,7 @@ import { MetricsRegistry } from '../../src/admin/metrics.js';
 import { createLogger } from '../../src/log.js';
 import { parseApprovals } from '../../src/policy/approval-file.js';
 import { FileApprovalStore, type ApprovalStore } from '../../src/policy/approvals.js';
-import { http } from '../helpers/admin-http.js';
+import { http, testAuth, writeTestCredential } from '../helpers/admin-http.js';
 
 let dir: string;
 let file: string;
@@ -21,7 +21,7 @@ let admin: AdminServer | undefined;
 
 async function start(approvals?: ApprovalStore): Promise<AdminServer> {
   const opts: AdminServerOptions = {
-    host: '127.0.0.1', port: 0, streams: { list: () => [] }, metrics: new MetricsRegistry(),
+    host: '127.0.0.1', port: 0, auth: testAuth(), streams: { list: () => [] }, metrics: new MetricsRegistry(),
     partnersInfo: () => ({}), reload: async () => ({ ok: true }),
   };
   admin = await startAdminServer(approvals ? { ...opts, approvals } : opts);

@@ -9,7 +9,7 @@ import { MetricsRegistry } from '../../src/admin/metrics.js';
 import { formatAge, status } from '../../src/admin/status-command.js';
 import { GatewayError } from '../../src/errors.js';
 import type { StreamInfo } from '../../src/stream/stream-info.js';
-import { http } from '../helpers/admin-http.js';
+import { AUTH, http, testAuth, writeTestCredential } from '../helpers/admin-http.js';
 
 function stream(over: Partial<StreamInfo> = {}): StreamInfo {
   return {
@@ -47,7 +47,7 @@ describe('admin server', () => {
     registry.counter('gw_test_total', 'Test.', ['partner']).inc(['a.example'], 7);
     admin = await startAdminServer({
       host: '127.0.0.1',
-      port: 0,
+      port: 0, auth: testAuth(),
       streams: { list: () => live },
       metrics: registry,
       partnersInfo: () => ({ count: 2, lastReloadError: null, appliedAt: '2024-01-01T00:00:00.000Z' }),
@@ -80,7 +80,7 @@ describe('admin server', () => {
     const r = await http(admin.port, 'GET', '/metrics');
     expect(r.status).toBe(200);
     expect(r.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(r.body).toBe(registry.render());
+    expect(r.body).toBe(await registry.render());
     expect(r.body).toContain('gw_test_total{partner="a.example"} 7\n');
   });
 
@@ -105,7 +105,7 @@ describe('admin server', () => {
   });
 
   it('404 for unknown paths, 405 (with Allow) for the wrong method', async () => {
-    for (const path of ['/', '/nope', '/status/', '/STATUS', '/constructor', '/__proto__']) {
+    for (const path of ['/nope', '/status/', '/STATUS', '/constructor', '/__proto__']) {
       expect((await http(admin.port, 'GET', path)).status, path).toBe(404);
     }
     let r = await http(admin.port, 'POST', '/status');
@@ -169,7 +169,7 @@ describe('admin server', () => {
       const ports = new Set<number>();
       for (let i = 0; i < 3; i++) {
         const r = await new Promise<number>((resolve, reject) => {
-          const req = request({ host: '127.0.0.1', port: admin.port, path: '/status', agent }, (res) => {
+          const req = request({ host: '127.0.0.1', port: admin.port, headers: AUTH, path: '/status', agent }, (res) => {
             ports.add(res.socket.localPort ?? -1);
             res.resume().on('end', () => resolve(res.statusCode ?? 0));
           });
@@ -191,7 +191,7 @@ describe('admin server', () => {
 
   it('reports a port in use as GW_ERR_LISTEN', async () => {
     const err = await startAdminServer({
-      host: '127.0.0.1', port: admin.port, streams: { list: () => [] }, metrics: registry,
+      host: '127.0.0.1', port: admin.port, auth: testAuth(), streams: { list: () => [] }, metrics: registry,
       partnersInfo: () => ({}), reload: async () => ({ ok: true }),
     }).then(
       (s) => s.close().then(() => null),
@@ -221,7 +221,7 @@ describe('xmpp-gateway status', () => {
 
   async function startFake(list: () => StreamInfo[] = () => live): Promise<AdminServer> {
     admin = await startAdminServer({
-      host: '127.0.0.1', port: 0, streams: { list }, metrics: new MetricsRegistry(),
+      host: '127.0.0.1', port: 0, auth: testAuth(), streams: { list }, metrics: new MetricsRegistry(),
       partnersInfo: () => partners, reload: async () => ({ ok: true }),
     });
     return admin;
@@ -229,6 +229,7 @@ describe('xmpp-gateway status', () => {
 
   async function writeConfig(adminPort: number | null): Promise<string> {
     const file = join(dir, 'gateway.yaml');
+    await writeTestCredential(dir);
     const adminYaml = adminPort === null ? '' : `admin:\n  listen:\n    host: 127.0.0.1\n    port: ${adminPort}\n`;
     await writeFile(
       file,
