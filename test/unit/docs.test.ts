@@ -208,7 +208,7 @@ describe('README "Relay to an internal XMPP server"', () => {
     const prosodyTemplate = await read('test/interop/templates/prosody.cfg.lua.tmpl');
     const inetrcTemplate = await read('test/interop/templates/inetrc.tmpl');
     const ejabberdHarness = await read('test/interop/harness/ejabberd.ts');
-    const relay = await read('test/interop/relay-interop.test.ts');
+    const relay = await read('test/interop/harness/relay-gateway.ts');
 
     // gateway.yaml: valid configuration, with exactly the keys the relay tests set under `internal`.
     const gw = fenced(text, 'yaml').find((b) => b.includes('internal:'))!;
