@@ -35,7 +35,7 @@ import { ReplySink, type ReplyCounts, type ReplyKind } from './reply-sink.js';
 
 export type Auth = 'dialback' | 'external';
 export type Workload = 'ping' | 'message';
-export type ServerName = 'gateway' | 'prosody';
+export type ServerName = 'gateway' | 'prosody' | 'ejabberd';
 
 export interface BenchOptions {
   /** Stanzas per measured flood, per server (the gateway needs more to run as long as Prosody). */
@@ -106,7 +106,7 @@ export function requestStanza(workload: Workload, domain: string, id: string): s
     : `<message from='${FLOOD_JID}' to='nobody@${domain}/r' type='chat' id='${id}'><body>${'x'.repeat(100)}</body></message>`;
 }
 
-function payload(workload: Workload, domain: string, n: number): Buffer {
+export function payload(workload: Workload, domain: string, n: number): Buffer {
   const prefix = workload === 'ping' ? 'p' : 'f';
   const parts: string[] = new Array(n);
   for (let i = 0; i < n; i++) parts[i] = requestStanza(workload, domain, `${prefix}${i + 1}`);
@@ -114,7 +114,7 @@ function payload(workload: Workload, domain: string, n: number): Buffer {
 }
 
 /** Writes `buf` in WRITE_CHUNK slices, waiting for 'drain' whenever the socket asks to. */
-async function floodWrite(socket: Socket, buf: Buffer): Promise<void> {
+export async function floodWrite(socket: Socket, buf: Buffer): Promise<void> {
   for (let off = 0; off < buf.length; off += WRITE_CHUNK) {
     if (socket.destroyed || !socket.writable) throw new Error('bench: the stream closed during the flood');
     const ok = socket.write(buf.subarray(off, Math.min(off + WRITE_CHUNK, buf.length)));
@@ -153,7 +153,7 @@ export function processCpuMs(pid: number): number {
   return ((Number(rest[11]) + Number(rest[12])) * 1000) / clkTck;
 }
 
-function driverCpuMs(): number {
+export function driverCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
 }
@@ -164,7 +164,7 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-interface Target {
+export interface Target {
   name: ServerName;
   domain: string;
   ip: string;
@@ -173,7 +173,7 @@ interface Target {
   logTail(): Promise<string>;
 }
 
-interface AuthContext {
+export interface AuthContext {
   auth: Auth;
   certs: PeerCerts;
   sink: ReplySink;
@@ -203,8 +203,8 @@ async function connectFlooder(t: Target, ctx: AuthContext, timeoutMs = 20_000): 
 
 function delta(a: ReplyCounts, b: ReplyCounts): ReplyCounts {
   return {
-    total: b.total - a.total, iqResult: b.iqResult - a.iqResult, iqError: b.iqError - a.iqError,
-    messageError: b.messageError - a.messageError, other: b.other - a.other,
+    total: b.total - a.total, iqResult: b.iqResult - a.iqResult, iqError: b.iqError - a.iqError, iqRequest: b.iqRequest - a.iqRequest,
+    messageError: b.messageError - a.messageError, message: b.message - a.message, other: b.other - a.other,
   };
 }
 
@@ -231,7 +231,7 @@ async function warmUp(t: Target, ctx: AuthContext, peer: ScriptedPeer): Promise<
   }
 }
 
-async function measure(t: Target, ctx: AuthContext, workload: Workload, n: number, data: Buffer, run: number): Promise<RunResult> {
+export async function measure(t: Target, ctx: AuthContext, workload: Workload, n: number, data: Buffer, run: number): Promise<RunResult> {
   const { peer, setupMs } = await connectFlooder(t, ctx);
   try {
     await warmUp(t, ctx, peer);
@@ -275,7 +275,7 @@ async function measure(t: Target, ctx: AuthContext, workload: Workload, n: numbe
  * mode, both in this process, as in the real runs. Its rate is the ceiling this harness can
  * measure on this machine (per auth mode).
  */
-async function calibrate(auth: Auth, certs: PeerCerts, n: number, runs: number): Promise<CalibrationResult> {
+export async function calibrate(auth: Auth, certs: PeerCerts, n: number, runs: number): Promise<CalibrationResult> {
   const sink = await ReplySink.start(auth === 'dialback'
     ? { domain: FLOOD, mode: 'dialback', dialbackSecret: FLOOD_SECRET }
     : { domain: FLOOD, mode: 'external', dialbackSecret: FLOOD_SECRET, cert: readFileSync(certs.files(FLOOD).cert, 'utf8'), key: readFileSync(certs.files(FLOOD).key, 'utf8'), ca: certs.ca.certPem });
@@ -451,7 +451,7 @@ export function formatReport(rep: BenchReport): string {
   ].join('\n');
 }
 
-function markdownTable(header: string[], rows: string[][]): string {
+export function markdownTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const numeric = (i: number): boolean => i >= 3;
   const line = (cells: string[]): string =>
