@@ -5,7 +5,7 @@
  *
  * BENCH_QUICK=1 (`npm run bench -- --quick`): the reduced version, under five minutes.
  * Knobs (environment, both modes): BENCH_RUNS, BENCH_AUTH (dialback,external), BENCH_REPLIES=0
- * (skip the reply workloads), BENCH_IDLE_STREAMS, BENCH_JSON (write the report there),
+ * (skip the reply workloads), BENCH_SECTIONS (e.g. '1,7': only those sections; 1-3 run together), BENCH_IDLE_STREAMS, BENCH_JSON (write the report there),
  * BENCH_GATEWAY_CPU_PROF (directory: run the relay gateway under `node --cpu-prof`).
  */
 import { writeFileSync } from 'node:fs';
@@ -36,6 +36,7 @@ const options: SuiteOptions = quick
     sessions: 2_000, concurrency: 8, idleStreams: int('BENCH_IDLE_STREAMS', 10_000),
     reloadPartners: 100_000, reloadRuns: 3, latencySeconds: 10, replies: process.env['BENCH_REPLIES'] !== '0',
   };
+if (process.env['BENCH_SECTIONS']) options.sections = new Set(process.env['BENCH_SECTIONS'].split(',').map((x) => x.trim()));
 if (process.env['BENCH_GATEWAY_CPU_PROF']) options.gatewayCpuProfDir = process.env['BENCH_GATEWAY_CPU_PROF'];
 
 it(`benchmark suite${quick ? ' (--quick)' : ''}`, async () => {
