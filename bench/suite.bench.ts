@@ -5,7 +5,8 @@
  *
  * BENCH_QUICK=1 (`npm run bench -- --quick`): the reduced version, under five minutes.
  * Knobs (environment, both modes): BENCH_RUNS, BENCH_AUTH (dialback,external), BENCH_REPLIES=0
- * (skip the reply workloads), BENCH_SECTIONS (e.g. '1,7': only those sections; 1-3 run together), BENCH_IDLE_STREAMS, BENCH_JSON (write the report there),
+ * (skip the reply workloads), BENCH_SECTIONS (e.g. '1,7': only those sections; 1-3 run together),
+ * BENCH_TARGETS (section 1-3 floods to run: relay,prosody,ejabberd,pipe), BENCH_IDLE_STREAMS, BENCH_JSON (write the report there),
  * BENCH_GATEWAY_CPU_PROF (directory: run the relay gateway under `node --cpu-prof`).
  */
 import { writeFileSync } from 'node:fs';

@@ -180,6 +180,8 @@ async function startHelper(args: string[]): Promise<{ pid: number; stop(): Promi
 interface CountingTarget {
   name: string;
   pid: number;
+  /** Reads (and resets) the gateway's backpressure pauses (gw-probe.mjs), when it is the target. */
+  pauses?: () => Promise<{ count: number; totalMs: number }>;
   /** Connects and authenticates a flooder, and returns its socket. */
   connect(): Promise<LightStream>;
   /** Sends one message on `s` and waits until it was counted (the path is up). */
@@ -192,6 +194,7 @@ interface CountingTarget {
 }
 
 interface FloodResult {
+  pauses?: { count: number; totalMs: number };
   rate: number;
   serverCores: number;
   cpuMsPer1k: number;
@@ -202,6 +205,7 @@ async function flood(t: CountingTarget): Promise<FloodResult> {
   const s = await t.connect();
   try {
     await t.warmUp(s);
+    await t.pauses?.();
     const target = t.count() + t.n;
     const end = t.waitFor(target);
     const cpu0 = processCpuMs(t.pid);
@@ -211,7 +215,11 @@ async function flood(t: CountingTarget): Promise<FloodResult> {
     const t1 = await end;
     const cpu = processCpuMs(t.pid) - cpu0;
     const wall = t1 - t0;
-    return { rate: t.n / (wall / 1000), serverCores: cpu / wall, cpuMsPer1k: (cpu / t.n) * 1000, driverCores: (driverCpuMs() - drv0) / wall };
+    const pauses = await t.pauses?.();
+    return {
+      rate: t.n / (wall / 1000), serverCores: cpu / wall, cpuMsPer1k: (cpu / t.n) * 1000, driverCores: (driverCpuMs() - drv0) / wall,
+      ...(pauses !== undefined ? { pauses } : {}),
+    };
   } finally {
     s.close();
   }
@@ -242,6 +250,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
   const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
   const loads: string[] = [`start: ${load()}`];
   const on = (section: string): boolean => o.sections === undefined || o.sections.has(section);
+  const pausesSeen: Partial<Record<Auth, { count: number; totalMs: number }[]>> = {};
 
   const certs = await createPeerCerts([GW_REPLY.domain, PR.domain, EJ.domain, IN, FLOOD]);
   const floodFiles = certs.files(FLOOD);
@@ -315,6 +324,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
               'connectionLimit: 100000',
               'maxUnauthenticatedConnectionsPerAddress: 1000',
               'partnerConnectionLimit: 100000',
+              ...(process.env['BENCH_QUEUES'] ? [`queues: ${process.env['BENCH_QUEUES']}`] : []),
             ].join('\n'),
             ...(o.gatewayCpuProfDir !== undefined ? { cpuProfDir: o.gatewayCpuProfDir } : {}),
           }),
@@ -341,7 +351,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
         const relayCount = (): number => internalSink.counts(FLOOD).message;
         const relayWait = sinkWaiter(internalSink, FLOOD);
         const relay: CountingTarget = {
-          name: 'relay', pid: gwRelay.pid, connect: connectFlooder(GW_RELAY.ip, GW_RELAY.port, IN),
+          name: 'relay', pid: gwRelay.pid, connect: connectFlooder(GW_RELAY.ip, GW_RELAY.port, IN), pauses: () => gwRelay!.probe('/pauses'),
           warmUp: warm(IN, relayCount, relayWait), count: relayCount, waitFor: relayWait, data: chatPayload(IN, o.n.relay), n: o.n.relay,
         };
         const toProsody: CountingTarget = {
@@ -375,7 +385,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
         };
 
         // ---- 1 + 2 + 3: relay, Prosody, ejabberd, pipe, rotating order -------------------------
-        const order: CountingTarget[] = [relay, toProsody, toEjabberd, pipeTarget];
+        const only = process.env['BENCH_TARGETS']?.split(',').map((x) => x.trim());
+        const order: CountingTarget[] = [relay, toProsody, toEjabberd, pipeTarget].filter((t) => only === undefined || only.includes(t.name));
         // One unmeasured flood per target first (JIT, caches, the servers' first-stream costs).
         if (on('1')) for (const t of order) await flood(t);
         for (let run = 1; run <= (on('1') ? o.runs : 0); run++) {
@@ -390,7 +401,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
             row.values.push(r.rate);
             row.serverCpu!.push(r.serverCores);
             row.cpuMsPer1k!.push(r.cpuMsPer1k);
-            log(`[bench] ${auth} ${t.name} run ${run}/${o.runs}: ${fmt(r.rate)} msgs/s, server ${(r.serverCores * 100).toFixed(0)}% / driver ${(r.driverCores * 100).toFixed(0)}% of a core, ${r.cpuMsPer1k.toFixed(2)} CPU ms/1k`);
+            log(`[bench] ${auth} ${t.name} run ${run}/${o.runs}: ${fmt(r.rate)} msgs/s, server ${(r.serverCores * 100).toFixed(0)}% / driver ${(r.driverCores * 100).toFixed(0)}% of a core, ${r.cpuMsPer1k.toFixed(2)} CPU ms/1k` +
+              (r.pauses ? `, source paused ${r.pauses.count}× for ${r.pauses.totalMs.toFixed(0)} ms` : ''));
+            if (r.pauses) (pausesSeen[auth] ??= []).push(r.pauses);
             await sleep(200);
           }
         }
@@ -644,6 +657,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
     ['relay/pipe', relayDb / med('3', 'ceiling: bare node:net pipe', db)],
     ['setup/handshake', med('4', 'session set-up', ex) / med('4', 'reference: raw node:tls', 'TLS 1.3, client cert')],
   );
+  for (const [auth, ps] of Object.entries(pausesSeen)) {
+    notes.push(`${authLabel(auth as Auth)} relay: the gateway paused reading the partner stream (backpressure) ${ps.map((p) => `${p.count}× ${p.totalMs.toFixed(0)} ms`).join(', ')} per measured run`);
+  }
   notes.push(
     `machine load average (1/5/15 min): ${loads.join('; ')}`,
     'relay: flood.test is PublicUnverified (trust-tier gate per message, approval in place), delivery barriers (XEP-0199 ping every 100 stanzas) answered by the fake internal server on its own stream; the internal link is dialback without TLS in both rows (the auth column is the partner side)',
