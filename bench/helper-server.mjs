@@ -7,6 +7,8 @@
 //   node bench/helper-server.mjs tls HOST PORT CERT KEY CA
 //       raw mutual-TLS handshakes with node:tls: client certificate requested and verified
 //       against CA, the connection is closed once the handshake is done
+//   node bench/helper-server.mjs tls-hold HOST PORT CERT KEY CA
+//       the same, but connections stay open, idle (memory per idle TLS connection of bare node:tls)
 // Prints 'ready' on stdout once listening.
 import net from 'node:net';
 import tls from 'node:tls';
@@ -25,11 +27,13 @@ if (mode === 'pipe') {
     a.on('error', () => b.destroy());
     b.on('error', () => a.destroy());
   });
-} else if (mode === 'tls') {
+} else if (mode === 'tls' || mode === 'tls-hold') {
   const [cert, key, ca] = rest.map((f) => readFileSync(f, 'utf8'));
+  const held = [];
   server = tls.createServer({ cert, key, ca, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['xmpp-server'], minVersion: 'TLSv1.2' }, (s) => {
     s.on('error', () => {});
-    s.end();
+    if (mode === 'tls') s.end();
+    else held.push(s);
   });
   server.on('tlsClientError', () => {});
 } else {

@@ -534,6 +534,74 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
           log(`[bench] ${k} idle TLS streams opened in ${(openMs / 1000).toFixed(1)} s: RSS ${fmt(rss)} KiB, heap ${fmt(heap)} KiB, external ${fmt(ext)} KiB per stream`);
           for (const s of idle) s.socket.destroy();
           await sleep(2_000);
+          // Reference: bare node:tls holding the same number of idle mutual-TLS connections.
+          const hold = await startHelper(['tls-hold', TLS_REF.ip, String(TLS_REF.port + 1), inFiles.cert, inFiles.key, certs.caFile]);
+          try {
+            const rss0 = rssKiB(hold.pid);
+            const conns: tls.TLSSocket[] = [];
+            let opened = 0;
+            const opener = async (): Promise<void> => {
+              while (opened < k) {
+                opened++;
+                conns.push(await new Promise<tls.TLSSocket>((resolve, reject) => {
+                  const c = tls.connect({ host: TLS_REF.ip, port: TLS_REF.port + 1, servername: IN, ...floodTls, ALPNProtocols: ['xmpp-server'], minVersion: 'TLSv1.2' });
+                  c.once('secureConnect', () => resolve(c));
+                  c.once('error', reject);
+                }));
+              }
+            };
+            await Promise.all(Array.from({ length: 16 }, opener));
+            await sleep(1_000);
+            const per = (rssKiB(hold.pid) - rss0) / k;
+            rowFor('5', `reference: RSS per idle mutual-TLS connection of bare node:tls (${k.toLocaleString('en-US')} connections, own process)`, 'TLS 1.3, client cert', k, 'KiB', 'the floor for any Node TLS server').values.push(per);
+            log(`[bench] bare node:tls: RSS ${fmt(per)} KiB per idle connection`);
+            for (const c of conns) c.destroy();
+          } finally {
+            await hold.stop();
+          }
+        }
+
+        // ---- 7. latency at 50 % of the measured relay peak ------------------------------------
+        if (auth === 'dialback' && on('7')) {
+          const peak = median(rowFor('1', 'relay: partner stream -> gateway -> internal receiver', authLabel(auth), o.n.relay, 'msgs/s').values)
+            || Number(process.env['BENCH_PEAK'] ?? 100_000);
+          const rate = Math.round(peak / 2);
+          const ms = o.latencySeconds * 1000;
+          const through = async (): Promise<number[]> => {
+            const s = await relay.connect();
+            try {
+              await relay.warmUp(s);
+              // One unmeasured second at the same rate first (JIT, the barrier cycle, socket buffers).
+              await pace(s.socket, FLOOD, IN, rate, (t) => t >= 1_000, internalSink);
+              return latencies(await pace(s.socket, FLOOD, IN, rate, (t) => t >= ms, internalSink));
+            } finally {
+              s.close();
+            }
+          };
+          const direct = async (): Promise<number[]> => {
+            const s = await connectLight({ host: INTERNAL_SERVER_IP, port: internalSink.port, from: 'direct.test', to: IN, dialbackSecret: 'x' });
+            try {
+              await pace(s.socket, 'direct.test', IN, rate, (t) => t >= 1_000, internalSink);
+              return latencies(await pace(s.socket, 'direct.test', IN, rate, (t) => t >= ms, internalSink));
+            } finally {
+              s.close();
+            }
+          };
+          const cpu0 = processCpuMs(gwRelay.pid);
+          await gwRelay.probe('/loop/start');
+          const g = await through();
+          const loop = await gwRelay.probe<{ maxMs: number; p99Ms: number }>('/loop/stop');
+          const gwCores = (processCpuMs(gwRelay.pid) - cpu0) / ms;
+          const d = await direct();
+          const pct = (xs: number[], p: number): number => xs[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
+          for (const p of [50, 99, 99.9]) {
+            const added = pct(g, p) - pct(d, p);
+            rowFor('7', `latency added by the gateway at 50 % of peak (${rate.toLocaleString('en-US')} msgs/s): p${p}`, authLabel(auth), g.length, 'ms',
+              `through gateway ${pct(g, p).toFixed(3)} ms − direct ${pct(d, p).toFixed(3)} ms`).values.push(added);
+            if (p === 99) figures.push(['latency-p99-ms', added]);
+          }
+          rowFor('7', 'gateway CPU during the latency run', authLabel(auth), null, '% of a core', `gateway event-loop delay max ${loop.maxMs.toFixed(1)} ms, p99 ${loop.p99Ms.toFixed(1)} ms`).values.push(gwCores * 100);
+          log(`[bench] latency at ${fmt(rate)} msgs/s: through gateway p50/p99/p99.9 ${[50, 99, 99.9].map((p) => pct(g, p).toFixed(3)).join('/')} ms, direct ${[50, 99, 99.9].map((p) => pct(d, p).toFixed(3)).join('/')} ms; gateway event loop max ${loop.maxMs.toFixed(1)} ms p99 ${loop.p99Ms.toFixed(1)} ms`);
         }
 
         // ---- 6. reload of a 100k-partner list, and the stall it causes ---------------------------
@@ -578,49 +646,6 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
           rowFor('6', `reload: longest gap in relayed traffic (${rate.toLocaleString('en-US')} msgs/s paced) around the reload`, authLabel(auth), null, 'ms', 'outside view, includes the 1 ms pacing').values.push(...stallOutside);
           rowFor('6', 'reload: longest event-loop delay in the gateway during the reload', '-', null, 'ms', 'monitorEventLoopDelay, 1 ms resolution').values.push(...stallInside);
           figures.push(['reload-100k-ms', median(reloadMs)], ['reload-stall-ms', median(stallOutside)]);
-        }
-
-        // ---- 7. latency at 50 % of the measured relay peak ------------------------------------
-        if (auth === 'dialback' && on('7')) {
-          const peak = median(rowFor('1', 'relay: partner stream -> gateway -> internal receiver', authLabel(auth), o.n.relay, 'msgs/s').values)
-            || Number(process.env['BENCH_PEAK'] ?? 100_000);
-          const rate = Math.round(peak / 2);
-          const ms = o.latencySeconds * 1000;
-          const through = async (): Promise<number[]> => {
-            const s = await relay.connect();
-            try {
-              await relay.warmUp(s);
-              // One unmeasured second at the same rate first (JIT, the barrier cycle, socket buffers).
-              await pace(s.socket, FLOOD, IN, rate, (t) => t >= 1_000, internalSink);
-              return latencies(await pace(s.socket, FLOOD, IN, rate, (t) => t >= ms, internalSink));
-            } finally {
-              s.close();
-            }
-          };
-          const direct = async (): Promise<number[]> => {
-            const s = await connectLight({ host: INTERNAL_SERVER_IP, port: internalSink.port, from: 'direct.test', to: IN, dialbackSecret: 'x' });
-            try {
-              await pace(s.socket, 'direct.test', IN, rate, (t) => t >= 1_000, internalSink);
-              return latencies(await pace(s.socket, 'direct.test', IN, rate, (t) => t >= ms, internalSink));
-            } finally {
-              s.close();
-            }
-          };
-          const cpu0 = processCpuMs(gwRelay.pid);
-          await gwRelay.probe('/loop/start');
-          const g = await through();
-          const loop = await gwRelay.probe<{ maxMs: number; p99Ms: number }>('/loop/stop');
-          const gwCores = (processCpuMs(gwRelay.pid) - cpu0) / ms;
-          const d = await direct();
-          const pct = (xs: number[], p: number): number => xs[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
-          for (const p of [50, 99, 99.9]) {
-            const added = pct(g, p) - pct(d, p);
-            rowFor('7', `latency added by the gateway at 50 % of peak (${rate.toLocaleString('en-US')} msgs/s): p${p}`, authLabel(auth), g.length, 'ms',
-              `through gateway ${pct(g, p).toFixed(3)} ms − direct ${pct(d, p).toFixed(3)} ms`).values.push(added);
-            if (p === 99) figures.push(['latency-p99-ms', added]);
-          }
-          rowFor('7', 'gateway CPU during the latency run', authLabel(auth), null, '% of a core', `gateway event-loop delay max ${loop.maxMs.toFixed(1)} ms, p99 ${loop.p99Ms.toFixed(1)} ms`).values.push(gwCores * 100);
-          log(`[bench] latency at ${fmt(rate)} msgs/s: through gateway p50/p99/p99.9 ${[50, 99, 99.9].map((p) => pct(g, p).toFixed(3)).join('/')} ms, direct ${[50, 99, 99.9].map((p) => pct(d, p).toFixed(3)).join('/')} ms; gateway event loop max ${loop.maxMs.toFixed(1)} ms p99 ${loop.p99Ms.toFixed(1)} ms`);
         }
 
         if (internalSink.notes.length > 0) notes.push(`${auth}: internal receiver notes: ${internalSink.notes.slice(0, 5).join(' | ')}`);
@@ -670,6 +695,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
     options: o, rows, ratios, figures, notes,
     environment: { node: process.version, cpus: cpus().length, cpu: cpus()[0]?.model ?? '?' },
   };
+}
+
+/** VmRSS of a process, KiB. */
+function rssKiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
 }
 
 /** Replaces a file by rename, as the CLI does (the gateway's watcher must never see half a file). */
