@@ -34,8 +34,8 @@ import { performance } from 'node:perf_hooks';
 import { StreamParser } from '../src/xml/stream-parser.js';
 import { startTestDns, type TestDns } from '../test/helpers/test-dns.js';
 import {
-  createPeerCerts, isAlive, peerZone, sleep, startEjabberd, startProsody, terminate, trackPid, untrackPid,
-  type PeerCerts, type PeerServer,
+  createPeerCerts, peerZone, sleep, startEjabberd, startProsody, terminate, trackPid, untrackPid,
+  type PeerServer,
 } from '../test/interop/harness/index.js';
 import { connectCounter, type C2sCounter } from './c2s-counter.js';
 import { REPO_ROOT, startGatewayProcess, type GatewayProcess } from './gateway-process.js';
