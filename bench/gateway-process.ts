@@ -10,6 +10,7 @@
  * connections is refused (a leftover from an earlier run would answer in its place).
  */
 import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -83,6 +84,11 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
 
   const nodeArgs = o.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
   if (o.probePort !== undefined) nodeArgs.push('--expose-gc', '--import', join(REPO_ROOT, 'bench/gw-probe.mjs'));
+  // Diagnostics: BENCH_GATEWAY_NODE_ARGS='--trace-gc' BENCH_GATEWAY_STDOUT=/tmp/gw.out
+  const extraArgs = process.env['BENCH_GATEWAY_NODE_ARGS'];
+  if (extraArgs) nodeArgs.push(...extraArgs.split(' ').filter((a) => a !== ''));
+  const stdoutFile = process.env['BENCH_GATEWAY_STDOUT'];
+  const stdout = stdoutFile ? openSync(stdoutFile, 'a') : 'ignore';
   const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'bin/xmpp-gateway'), 'serve', '--config', configFile], {
     cwd: dir,
     env: {
@@ -90,7 +96,7 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
       XMPP_GATEWAY_LOG_LEVEL: o.logLevel ?? 'warn',
       ...(o.probePort !== undefined ? { XGW_BENCH_PROBE: `${o.ip}:${o.probePort}` } : {}),
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', stdout, 'pipe'],
   });
   let err = '';
   child.stderr.on('data', (d: Buffer) => {
