@@ -598,8 +598,10 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
           const wait0 = runQueueWaitMs(gwRelay.pid);
           const l0 = performance.now();
           await gwRelay.probe('/loop/start');
+          await gwRelay.probe('/pauses');
           const g = await through();
           const loop = await gwRelay.probe<{ maxMs: number; p99Ms: number }>('/loop/stop');
+          const paused = await gwRelay.probe<{ count: number; totalMs: number }>('/pauses');
           const lWall = performance.now() - l0;
           const gwCores = (processCpuMs(gwRelay.pid) - cpu0) / lWall;
           const gwWaited = (runQueueWaitMs(gwRelay.pid) - wait0) / lWall;
@@ -611,10 +613,10 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
               `through gateway ${pct(g, p).toFixed(3)} ms − direct ${pct(d, p).toFixed(3)} ms`).values.push(added);
             if (p === 99) figures.push(['latency-p99-ms', added]);
           }
-          const cpuRow = rowFor('7', 'gateway CPU during the latency run', authLabel(auth), null, '% of a core', `gateway event-loop delay max ${loop.maxMs.toFixed(1)} ms, p99 ${loop.p99Ms.toFixed(1)} ms`);
+          const cpuRow = rowFor('7', 'gateway CPU during the latency run', authLabel(auth), null, '% of a core', `gateway event-loop delay max ${loop.maxMs.toFixed(1)} ms, p99 ${loop.p99Ms.toFixed(1)} ms; partner stream paused ${paused.count}× for ${paused.totalMs.toFixed(0)} ms`);
           cpuRow.values.push(gwCores * 100);
           (cpuRow.waited ??= []).push(gwWaited);
-          log(`[bench] latency at ${fmt(rate)} msgs/s: through gateway p50/p99/p99.9 ${[50, 99, 99.9].map((p) => pct(g, p).toFixed(3)).join('/')} ms, direct ${[50, 99, 99.9].map((p) => pct(d, p).toFixed(3)).join('/')} ms; gateway event loop max ${loop.maxMs.toFixed(1)} ms p99 ${loop.p99Ms.toFixed(1)} ms`);
+          log(`[bench] latency at ${fmt(rate)} msgs/s: through gateway p50/p99/p99.9 ${[50, 99, 99.9].map((p) => pct(g, p).toFixed(3)).join('/')} ms, direct ${[50, 99, 99.9].map((p) => pct(d, p).toFixed(3)).join('/')} ms; gateway event loop max ${loop.maxMs.toFixed(1)} ms p99 ${loop.p99Ms.toFixed(1)} ms, waited for a core ${(gwWaited * 100).toFixed(0)}%, partner stream paused ${paused.count}× for ${paused.totalMs.toFixed(0)} ms`);
         }
 
         // ---- 6. reload of a 100k-partner list, and the stall it causes ---------------------------
