@@ -99,7 +99,7 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     stdio: ['ignore', stdout, 'pipe'],
   });
   let err = '';
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr!.on('data', (d: Buffer) => {
     err = (err + d.toString('utf8')).slice(-65536);
   });
   const pid = child.pid;

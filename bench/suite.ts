@@ -271,19 +271,25 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
       const data = chatPayload(IN, n);
       const header = Buffer.from(`<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='${FLOOD}' to='${IN}' version='1.0'>`);
       const rates: number[] = [];
-      for (let r = 0; r < Math.max(3, o.runs); r++) {
+      const cpuPer1k: number[] = [];
+      // Nine rounds, median: one round takes 0.2-0.8 s, and this process waits for a core too.
+      for (let r = 0; r < 9; r++) {
         const p = new StreamParser({ maxStanzaBytes: 262_144 });
         let count = 0;
         p.handler = { streamStart() {}, element() { count++; }, streamEnd() {}, whitespace() {}, error(e) { throw e; } };
         p.write(header);
+        const c0 = driverCpuMs();
         const t0 = performance.now();
         for (let off = 0; off < data.length; off += 65_536) p.write(data.subarray(off, Math.min(off + 65_536, data.length)));
         const ms = performance.now() - t0;
+        cpuPer1k.push(((driverCpuMs() - c0) / n) * 1000);
         if (count !== n) throw new Error(`bench: the parser produced ${count} of ${n} elements`);
         rates.push(n / (ms / 1000));
       }
-      rowFor('3', 'ceiling: StreamParser alone (same bytes, 64 KiB chunks, this process)', '-', n, 'msgs/s').values.push(...rates);
-      log(`[bench] parser alone: median ${fmt(median(rates))} msgs/s`);
+      const row = rowFor('3', 'ceiling: StreamParser alone (same bytes, 64 KiB chunks, this process)', '-', n, 'msgs/s');
+      row.values.push(...rates);
+      row.cpuMsPer1k!.push(...cpuPer1k);
+      log(`[bench] parser alone: median ${fmt(median(rates))} msgs/s, ${median(cpuPer1k).toFixed(2)} CPU ms/1k`);
     }
 
     for (const auth of o.auths) {
@@ -697,6 +703,14 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
     ['relay/pipe', relayDb / med('3', 'ceiling: bare node:net pipe', db)],
     ['setup/handshake', med('4', 'session set-up', ex) / med('4', 'reference: raw node:tls', 'TLS 1.3, client cert')],
   );
+  const cpuOf = (section: string, prefix: string, auth: string): number => {
+    const r = rows.find((x) => x.section === section && x.what.startsWith(prefix) && x.auth === auth);
+    return r?.cpuMsPer1k && r.cpuMsPer1k.length > 0 ? median(r.cpuMsPer1k) : Number.NaN;
+  };
+  const cpuRatio = cpuOf('3', 'ceiling: StreamParser', '-') / cpuOf('1', 'relay:', db);
+  if (!Number.isNaN(cpuRatio)) {
+    notes.push(`relay/parser by CPU time (parser CPU ms/1k ÷ relay CPU ms/1k, dialback), which waiting for a core does not disturb: ${cpuRatio.toFixed(2)}`);
+  }
   for (const [auth, ps] of Object.entries(pausesSeen)) {
     notes.push(`${authLabel(auth as Auth)} relay: the gateway paused reading the partner stream (backpressure) ${ps.map((p) => `${p.count}× ${p.totalMs.toFixed(0)} ms`).join(', ')} per measured run`);
   }
