@@ -261,6 +261,12 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
   const certs = await createPeerCerts([GW_REPLY.domain, PR.domain, EJ.domain, IN, FLOOD]);
   const floodFiles = certs.files(FLOOD);
   const floodTls = { cert: readFileSync(floodFiles.cert, 'utf8'), key: readFileSync(floodFiles.key, 'utf8'), ca: certs.ca.certPem };
+  /** A mutual-TLS connection as flood.test to a reference node:tls server (helper-server.mjs). */
+  const tlsConnect = (port: number): Promise<tls.TLSSocket> => new Promise((resolve, reject) => {
+    const c = tls.connect({ host: TLS_REF.ip, port, servername: IN, ...floodTls, ALPNProtocols: ['xmpp-server'], minVersion: 'TLSv1.2' });
+    c.once('secureConnect', () => resolve(c));
+    c.once('error', reject);
+  });
   let dns: TestDns | undefined;
   try {
     dns = await startTestDns({});
@@ -465,38 +471,18 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
 
         // ---- 4. session set-up ----------------------------------------------------------------
         if (on('4')) {
-          const sessions = async (): Promise<number> => {
-            let started = 0;
+          // n operations, `concurrency` of them in flight; returns operations per second.
+          const perSecond = async (fn: () => Promise<void>): Promise<number> => {
             const t0 = performance.now();
-            const worker = async (): Promise<void> => {
-              while (started < o.sessions) {
-                started++;
-                const s = await connectFlooder(GW_RELAY.ip, GW_RELAY.port, IN)();
-                s.close();
-              }
-            };
-            await Promise.all(Array.from({ length: o.concurrency }, worker));
+            await inFlight(o.sessions, o.concurrency, fn);
             return o.sessions / ((performance.now() - t0) / 1000);
           };
-          const handshakes = async (): Promise<number> => {
-            let started = 0;
-            const t0 = performance.now();
-            const worker = async (): Promise<void> => {
-              while (started < o.sessions) {
-                started++;
-                await new Promise<void>((resolve, reject) => {
-                  const s = tls.connect({ host: TLS_REF.ip, port: TLS_REF.port, servername: IN, ...floodTls, ALPNProtocols: ['xmpp-server'], minVersion: 'TLSv1.2' });
-                  s.once('secureConnect', () => {
-                    s.destroy();
-                    resolve();
-                  });
-                  s.once('error', reject);
-                });
-              }
-            };
-            await Promise.all(Array.from({ length: o.concurrency }, worker));
-            return o.sessions / ((performance.now() - t0) / 1000);
-          };
+          const sessions = (): Promise<number> => perSecond(async () => {
+            (await connectFlooder(GW_RELAY.ip, GW_RELAY.port, IN)()).close();
+          });
+          const handshakes = (): Promise<number> => perSecond(async () => {
+            (await tlsConnect(TLS_REF.port)).destroy();
+          });
           if (auth === 'external') tlsRef = await startHelper(['tls', TLS_REF.ip, String(TLS_REF.port), inFiles.cert, inFiles.key, certs.caFile]);
           for (let run = 0; run < 3; run++) {
             const cpu0 = processCpuMs(gwRelay.pid);
@@ -525,14 +511,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
           const before = await gwRelay.probe<Mem>('/mem');
           const idle: LightStream[] = [];
           const t0 = performance.now();
-          let next = 0;
-          const worker = async (): Promise<void> => {
-            while (next < o.idleStreams) {
-              next++;
-              idle.push(await connectFlooder(GW_RELAY.ip, GW_RELAY.port, IN)());
-            }
-          };
-          await Promise.all(Array.from({ length: 16 }, worker));
+          await inFlight(o.idleStreams, 16, async () => {
+            idle.push(await connectFlooder(GW_RELAY.ip, GW_RELAY.port, IN)());
+          });
           const openMs = performance.now() - t0;
           await sleep(1_000);
           const after = await gwRelay.probe<Mem>('/mem');
@@ -552,18 +533,9 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
           try {
             const rss0 = rssKiB(hold.pid);
             const conns: tls.TLSSocket[] = [];
-            let opened = 0;
-            const opener = async (): Promise<void> => {
-              while (opened < k) {
-                opened++;
-                conns.push(await new Promise<tls.TLSSocket>((resolve, reject) => {
-                  const c = tls.connect({ host: TLS_REF.ip, port: TLS_REF.port + 1, servername: IN, ...floodTls, ALPNProtocols: ['xmpp-server'], minVersion: 'TLSv1.2' });
-                  c.once('secureConnect', () => resolve(c));
-                  c.once('error', reject);
-                }));
-              }
-            };
-            await Promise.all(Array.from({ length: 16 }, opener));
+            await inFlight(k, 16, async () => {
+              conns.push(await tlsConnect(TLS_REF.port + 1));
+            });
             await sleep(1_000);
             const per = (rssKiB(hold.pid) - rss0) / k;
             rowFor('5', `reference: RSS per idle mutual-TLS connection of bare node:tls (${k.toLocaleString('en-US')} connections, own process)`, 'TLS 1.3, client cert', k, 'KiB', 'the floor for any Node TLS server').values.push(per);
@@ -752,6 +724,18 @@ function runQueueWaitMs(pid: number): number {
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : Number.NaN;
+}
+
+/** Runs `fn` `n` times with `concurrency` calls in flight. */
+async function inFlight(n: number, concurrency: number, fn: () => Promise<void>): Promise<void> {
+  let started = 0;
+  const worker = async (): Promise<void> => {
+    while (started < n) {
+      started++;
+      await fn();
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
 /** Replaces a file by rename, as the CLI does (the gateway's watcher must never see half a file). */
