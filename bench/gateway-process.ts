@@ -10,6 +10,7 @@
  * connections is refused (a leftover from an earlier run would answer in its place).
  */
 import { spawn } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,6 +36,12 @@ export interface GatewayProcessOptions {
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   /** Directory for `node --cpu-prof` output (profile written when the gateway exits on SIGTERM). */
   cpuProfDir?: string;
+  /** More gateway.yaml lines (top-level keys: `internal:`, `queues:`, limits). */
+  extraConfig?: string;
+  /** Admin listener port on `ip` (reload); none when unset. */
+  adminPort?: number;
+  /** Port on `ip` of the bench probe (bench/gw-probe.mjs: memory after GC, event-loop delay); none when unset. */
+  probePort?: number;
 }
 
 export interface GatewayProcess {
@@ -42,6 +49,12 @@ export interface GatewayProcess {
   readonly dir: string;
   /** Everything the gateway wrote on stderr (JSON log lines), last 64 KiB. */
   stderr(): string;
+  /** partners.yaml of this gateway (rewrite it, then `reload()`). */
+  readonly partnersFile: string;
+  /** GET from the probe (gw-probe.mjs), parsed JSON. */
+  probe<T>(path: string): Promise<T>;
+  /** POST /reload on the admin listener; resolves with the answer's JSON once the reload is applied. */
+  reload(): Promise<Record<string, unknown>>;
   stop(): Promise<void>;
 }
 
@@ -62,19 +75,31 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     'dns:',
     `  servers: [${q(o.dnsServer)}]`,
     '  routes: {}',
+    ...(o.adminPort !== undefined ? [`admin: { listen: { host: ${o.ip}, port: ${o.adminPort} } }`] : []),
+    ...(o.extraConfig !== undefined ? [o.extraConfig] : []),
     '',
   ].join('\n');
   const configFile = join(dir, 'gateway.yaml');
   await writeFile(configFile, yaml);
 
   const nodeArgs = o.cpuProfDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`] : [];
+  if (o.probePort !== undefined) nodeArgs.push('--expose-gc', '--import', join(REPO_ROOT, 'bench/gw-probe.mjs'));
+  // Diagnostics: BENCH_GATEWAY_NODE_ARGS='--trace-gc' BENCH_GATEWAY_STDOUT=/tmp/gw.out
+  const extraArgs = process.env['BENCH_GATEWAY_NODE_ARGS'];
+  if (extraArgs) nodeArgs.push(...extraArgs.split(' ').filter((a) => a !== ''));
+  const stdoutFile = process.env['BENCH_GATEWAY_STDOUT'];
+  const stdout = stdoutFile ? openSync(stdoutFile, 'a') : 'ignore';
   const child = spawn(process.execPath, [...nodeArgs, join(REPO_ROOT, 'bin/xmpp-gateway'), 'serve', '--config', configFile], {
     cwd: dir,
-    env: { ...process.env, XMPP_GATEWAY_LOG_LEVEL: o.logLevel ?? 'warn' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {
+      ...process.env,
+      XMPP_GATEWAY_LOG_LEVEL: o.logLevel ?? 'warn',
+      ...(o.probePort !== undefined ? { XGW_BENCH_PROBE: `${o.ip}:${o.probePort}` } : {}),
+    },
+    stdio: ['ignore', stdout, 'pipe'],
   });
   let err = '';
-  child.stderr.on('data', (d: Buffer) => {
+  child.stderr!.on('data', (d: Buffer) => {
     err = (err + d.toString('utf8')).slice(-65536);
   });
   const pid = child.pid;
@@ -92,6 +117,19 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     pid,
     dir,
     stderr: () => err,
+    partnersFile: join(dir, 'partners.yaml'),
+    async probe<T>(path: string): Promise<T> {
+      if (o.probePort === undefined) throw new Error('bench: the gateway runs without the probe');
+      const res = await fetch(`http://${o.ip}:${o.probePort}${path}`);
+      return (await res.json()) as T;
+    },
+    async reload() {
+      if (o.adminPort === undefined) throw new Error('bench: the gateway runs without an admin listener');
+      const res = await fetch(`http://${o.ip}:${o.adminPort}/reload`, { method: 'POST' });
+      const body = (await res.json()) as Record<string, unknown>;
+      if (res.status !== 200) throw new Error(`bench: reload failed: ${JSON.stringify(body)}`);
+      return body;
+    },
     stop() {
       stopping ??= (async () => {
         // SIGTERM: the gateway closes its streams and exits (and --cpu-prof writes its profile).

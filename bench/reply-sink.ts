@@ -51,19 +51,25 @@ export interface ReplySinkOptions {
   /** PEM CA that client certificates must chain to for EXTERNAL (mode 'external'). */
   ca?: string;
   host?: string;
+  /** Called for every iq get/set received (a relay sink answers the gateway's barrier pings). */
+  onIqRequest?: (fromDomain: string, id: string) => void;
 }
 
 export interface ReplyCounts {
   total: number;
   iqResult: number;
   iqError: number;
+  /** iq get/set (the gateway's delivery-barrier pings on a relay stream). */
+  iqRequest: number;
   messageError: number;
+  /** Any other message (relayed chat messages). */
+  message: number;
   other: number;
 }
 
 export type ReplyKind = Exclude<keyof ReplyCounts, 'total'>;
 
-const emptyCounts = (): ReplyCounts => ({ total: 0, iqResult: 0, iqError: 0, messageError: 0, other: 0 });
+const emptyCounts = (): ReplyCounts => ({ total: 0, iqResult: 0, iqError: 0, iqRequest: 0, messageError: 0, message: 0, other: 0 });
 
 interface Waiter {
   domain: string;
@@ -73,6 +79,7 @@ interface Waiter {
 
 const ATTR_RE = /([\w:.-]+)\s*=\s*(?:'([^']*)'|"([^"]*)")/g;
 const TYPE_RE = /\stype\s*=\s*['"]([a-z]+)['"]/;
+const ID_RE = /\sid\s*=\s*(?:'([^']*)'|"([^"]*)")/;
 
 function attrsOf(tag: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -128,8 +135,11 @@ class SinkConnection {
   }
 
   private receive(chunk: Buffer): void {
+    const before = this.counts.message;
     this.buf += this.decoder.write(chunk);
     this.scan();
+    const arrivals = this.sink.arrivals;
+    if (arrivals !== null && this.counts.message !== before) arrivals.push(performance.now(), this.counts.message - before);
     this.sink.progress(this);
   }
 
@@ -207,10 +217,19 @@ class SinkConnection {
   private complete(buf: string, start: number, end: number): 'stop' | void {
     switch (this.elKind) {
       case Kind.Iq:
+        if (this.elType === 'get' || this.elType === 'set') {
+          this.count('iqRequest', buf, start, end);
+          const onIq = this.sink.options.onIqRequest;
+          if (onIq !== undefined) {
+            const m = ID_RE.exec(buf.slice(start, buf.indexOf('>', start)));
+            onIq(this.from, m?.[1] ?? m?.[2] ?? '');
+          }
+          return;
+        }
         this.count(this.elType === 'result' ? 'iqResult' : this.elType === 'error' ? 'iqError' : 'other', buf, start, end);
         return;
       case Kind.Message:
-        this.count(this.elType === 'error' ? 'messageError' : 'other', buf, start, end);
+        this.count(this.elType === 'error' ? 'messageError' : 'message', buf, start, end);
         return;
       case Kind.Presence:
         this.count('other', buf, start, end);
@@ -356,6 +375,12 @@ export class ReplySink {
   readonly notes: string[] = [];
   /** When an array, every counted stanza's text is appended (warm-up checks only: it costs). */
   capture: { from: string; text: string }[] | null = null;
+  /**
+   * When an array, every received chunk that completed messages appends (performance.now(), how
+   * many): with one stream carrying traffic, message k arrived with the chunk that brought the
+   * running sum to k (latency and stall runs).
+   */
+  arrivals: number[] | null = null;
   readonly trustAnchors;
   private readonly waiters = new Set<Waiter>();
 
@@ -392,7 +417,9 @@ export class ReplySink {
       out.total += c.counts.total;
       out.iqResult += c.counts.iqResult;
       out.iqError += c.counts.iqError;
+      out.iqRequest += c.counts.iqRequest;
       out.messageError += c.counts.messageError;
+      out.message += c.counts.message;
       out.other += c.counts.other;
     }
     return out;

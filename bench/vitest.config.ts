@@ -9,7 +9,7 @@ export default defineConfig({
   test: {
     include: ['bench/**/*.bench.ts'],
     globalSetup: ['bench/global-setup.ts'],
-    testTimeout: 900_000,
+    testTimeout: 3_600_000,
     hookTimeout: 120_000,
     pool: 'forks',
     fileParallelism: false,

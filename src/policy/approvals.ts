@@ -22,7 +22,10 @@ import { normalizeBareJid } from './bare-jid.js';
 
 /** A local user (bare JID, e.g. alice@corp.example) has reached out to a remote user (bare JID). */
 export interface ApprovalStore {
-  /** Hot path: whether `localBare` has reached out to `remoteBare`. Synchronous, O(1), read-only. */
+  /**
+   * Hot path: whether `localBare` has reached out to `remoteBare`. Synchronous, O(1), read-only.
+   * Full JIDs are accepted too (compared in normalizeBareJid form: resource dropped, lowercased).
+   */
   has(localBare: string, remoteBare: string): boolean;
   /**
    * Hot path: `localBare` reached out to `remoteBare` now. Synchronous; a new pair is persisted

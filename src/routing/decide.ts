@@ -26,8 +26,12 @@ import type { StanzaErrorCondition } from './stanza-errors.js';
 
 /** The approvals the trust tier reads (policy/approvals.ts keeps them across restarts). */
 export interface ApprovalCheck {
-  /** The local user (bare JID) has reached out to the remote user (bare JID) through the gateway. */
-  has(localBare: string, remoteBare: string): boolean;
+  /**
+   * The local user has reached out to the remote user through the gateway. Takes the JIDs as
+   * the stanza carries them, bare or full: the store compares their bare forms itself
+   * (policy/bare-jid.ts normalizeBareJid), so the hot path builds no bare JID strings first.
+   */
+  has(local: string, remote: string): boolean;
 }
 
 export type Decision =
@@ -66,7 +70,7 @@ export function decide(
     return close('improper-addressing', 'stanza', `${fromDomain} is not authenticated towards ${toDomain} on this stream`);
   }
   if (realm.name === 'partners' && peer.PartnerType === 'PublicUnverified' && isUnsolicitedRequest(stanza)) {
-    if (!approvals.has(bareJid(stanza.attrs.to!), bareJid(stanza.attrs.from!))) {
+    if (!approvals.has(stanza.attrs.to!, stanza.attrs.from!)) {
       return {
         kind: 'bounce',
         condition: 'service-unavailable',

@@ -7,10 +7,12 @@
  */
 export function jidDomain(jid: string | undefined): string {
   if (!jid) return '';
-  const slash = jid.indexOf('/');
-  const bare = slash < 0 ? jid : jid.slice(0, slash);
-  const at = bare.indexOf('@');
-  const domain = at < 0 ? bare : bare.slice(at + 1);
+  // One slice (none for a bare domain JID): this runs twice per relayed stanza.
+  let end = jid.indexOf('/');
+  if (end < 0) end = jid.length;
+  let at = jid.indexOf('@');
+  if (at >= end) at = -1;
+  const domain = at < 0 && end === jid.length ? jid : jid.slice(at + 1, end);
   if (domain === '' || domain.length > 1023) return '';
   let lower = domain;
   for (let i = 0; i < domain.length; i++) {

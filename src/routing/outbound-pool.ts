@@ -21,7 +21,12 @@ import { barrierPing, type BarrierOwner, type DeliveryBarriers } from './deliver
 import type { Realm } from './realm.js';
 
 export type UndeliverableCondition = 'remote-server-not-found' | 'remote-server-timeout' | 'resource-constraint' | 'policy-violation';
-export type Undeliverable = (condition: UndeliverableCondition, text: string) => void;
+/**
+ * Runs when a stanza cannot be delivered; `stanza` is the text that was handed to `send`, so a
+ * caller can pass one shared function instead of a closure per stanza (the hot path keeps
+ * nothing per stanza alive but that text while it waits for a barrier).
+ */
+export type Undeliverable = (condition: UndeliverableCondition, text: string, stanza: string) => void;
 
 interface Pending {
   readonly text: string;
@@ -115,17 +120,17 @@ export class OutboundPool {
     }
     if (this.shutDown) {
       // Shutting down: established streams still carry (bounces among them), nothing new opens.
-      undeliverable?.('remote-server-timeout', 'the gateway is shutting down');
+      undeliverable?.('remote-server-timeout', 'the gateway is shutting down', text);
       return true;
     }
     const peer = this.realm.peerFor(remoteDomain);
     if (!peer) {
-      undeliverable?.('remote-server-not-found', this.realm.notAPeer(remoteDomain).text);
+      undeliverable?.('remote-server-not-found', this.realm.notAPeer(remoteDomain).text, text);
       return true;
     }
     const down = this.backoff.get(remoteDomain);
     if (down && this.clock() < down.downUntil && !link?.opening) {
-      undeliverable?.('remote-server-timeout', `${remoteDomain} is unreachable (retry in ${Math.ceil((down.downUntil - this.clock()) / 1000)} s): ${down.reason}`);
+      undeliverable?.('remote-server-timeout', `${remoteDomain} is unreachable (retry in ${Math.ceil((down.downUntil - this.clock()) / 1000)} s): ${down.reason}`, text);
       return true;
     }
     if (!link) {
@@ -135,7 +140,7 @@ export class OutboundPool {
       byRemote.set(remoteDomain, link);
     }
     if (link.queue.length >= this.limits.maxQueuedStanzas || link.queuedBytes + text.length > this.limits.maxQueuedBytes) {
-      undeliverable?.('resource-constraint', `the queue for ${remoteDomain} is full (${link.queue.length} stanzas, ${link.queuedBytes} bytes)`);
+      undeliverable?.('resource-constraint', `the queue for ${remoteDomain} is full (${link.queue.length} stanzas, ${link.queuedBytes} bytes)`, text);
       return true;
     }
     link.queue.push({ text, undeliverable });
@@ -400,7 +405,7 @@ export class OutboundPool {
     link.queue = [];
     link.queuedBytes = 0;
     if (!link.stream) this.forget(link);
-    for (const p of queued) p.undeliverable?.(err.condition, err.message);
+    for (const p of queued) p.undeliverable?.(err.condition, err.message, p.text);
     this.wakeWriters(link);
   }
 }

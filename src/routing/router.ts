@@ -22,9 +22,9 @@ import type { S2SStream } from '../stream/s2s-stream.js';
 import type { Element } from '../xml/ltx.js';
 import { opensGate } from './decide.js';
 import type { DeliveryBarriers } from './delivery-barriers.js';
-import { bareJid } from './jid.js';
-import type { OutboundPool, UndeliverableCondition } from './outbound-pool.js';
-import { errorReply, mayBounce, type StanzaErrorCondition } from './stanza-errors.js';
+import { bareJid, jidDomain } from './jid.js';
+import type { OutboundPool, Undeliverable, UndeliverableCondition } from './outbound-pool.js';
+import { errorReply, mayBounce, stanzaHead, type StanzaErrorCondition } from './stanza-errors.js';
 
 /** Records the trust-tier approvals a local user's outbound stanza grants (policy/approvals.ts). */
 export interface ApprovalRecorder {
@@ -45,6 +45,14 @@ export class Router {
   /** Sink of the internal realm's inbound streams. */
   readonly fromInternal: InboundStanzaSink;
 
+  /**
+   * What a relayed stanza that cannot be delivered runs, one function per direction rather than
+   * a closure per stanza: the Element would otherwise stay alive (and be promoted by the GC)
+   * until a barrier confirms its text. The rare bounce re-reads the stanza's head from the text.
+   */
+  private readonly undeliverableToInternal: Undeliverable;
+  private readonly undeliverableToPartners: Undeliverable;
+
   constructor(
     private readonly partners: OutboundPool,
     private readonly internal: OutboundPool,
@@ -55,10 +63,13 @@ export class Router {
     /** A congested stream that does not drain within this closes, so its sources read again. */
     private readonly drainTimeoutMs: number,
   ) {
+    // A stanza bound for the internal server is bounced to its partner sender, and vice versa.
+    this.undeliverableToInternal = (condition, text, stanza) => this.bounceText(this.partners, stanza, condition, text);
+    this.undeliverableToPartners = (condition, text, stanza) => this.bounceText(this.internal, stanza, condition, text);
     this.fromPartner = {
       deliver: (stanza, raw, from, to, stream) => {
         if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
-        this.forward(this.internal, this.partners, stanza, raw, from, to, stream);
+        this.forward(this.internal, this.undeliverableToInternal, stanza, raw, from, to, stream);
       },
       bounce: (stanza, from, to, condition, text) => this.bounce(this.partners, stanza, from, to, condition, text),
     };
@@ -66,19 +77,19 @@ export class Router {
       deliver: (stanza, raw, from, to, stream) => {
         if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
         if (opensGate(stanza)) this.approvals.record(bareJid(stanza.attrs.from!), bareJid(stanza.attrs.to!));
-        this.forward(this.partners, this.internal, stanza, raw, from, to, stream);
+        this.forward(this.partners, this.undeliverableToPartners, stanza, raw, from, to, stream);
       },
       bounce: (stanza, from, to, condition, text) => this.bounce(this.internal, stanza, from, to, condition, text),
     };
   }
 
   /**
-   * Sends `stanza` (from domain `from` to domain `to`) over `target`; a failure bounces it over
-   * `reverse`, the pool that reaches the sender.
+   * Sends `stanza` (from domain `from` to domain `to`) over `target`; a failure runs
+   * `undeliverable`, which bounces it over the pool that reaches the sender.
    */
-  private forward(target: OutboundPool, reverse: OutboundPool, stanza: Element, raw: string | undefined, from: string, to: string, source: S2SStream): void {
+  private forward(target: OutboundPool, undeliverable: Undeliverable, stanza: Element, raw: string | undefined, from: string, to: string, source: S2SStream): void {
     // On the target realm's stream we speak as the sender's domain, towards the addressee's.
-    const writable = target.send(from, to, raw ?? stanza.toString(), (condition, text) => this.bounce(reverse, stanza, from, to, condition, text));
+    const writable = target.send(from, to, raw ?? stanza.toString(), undeliverable);
     if (!writable) {
       const reason = `${target.realm.name}:${from}>${to}`;
       if (!source.pauseReading(reason)) return;
@@ -98,6 +109,12 @@ export class Router {
         source.resumeReading(reason);
       });
     }
+  }
+
+  /** `bounce` for a relayed stanza known only by its text (its head is all an error reply needs). */
+  private bounceText(reverse: OutboundPool, text: string, condition: UndeliverableCondition, errText: string): void {
+    const head = stanzaHead(text);
+    this.bounce(reverse, head, jidDomain(head.attrs.from), jidDomain(head.attrs.to), condition, errText);
   }
 
   /** Answers `stanza`'s sender with a stanza error over `reverse` (we speak as the addressee's domain). */
