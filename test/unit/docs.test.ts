@@ -209,6 +209,7 @@ describe('README "Relay to an internal XMPP server"', () => {
     const inetrcTemplate = await read('test/interop/templates/inetrc.tmpl');
     const ejabberdHarness = await read('test/interop/harness/ejabberd.ts');
     const relay = await read('test/interop/harness/relay-gateway.ts');
+    const relayTest = await read('test/interop/relay-interop.test.ts');
 
     // gateway.yaml: valid configuration, with exactly the keys the relay tests set under `internal`.
     const gw = fenced(text, 'yaml').find((b) => b.includes('internal:'))!;
@@ -235,7 +236,7 @@ describe('README "Relay to an internal XMPP server"', () => {
     expect(inetrc!.trim().split('\n')).toEqual(expected);
 
     // s2s settings: the 'any' mode the relay tests run the internal server in.
-    expect(relay).toContain("mode: 'any' as const");
+    expect(relayTest).toContain("mode: 'any' as const");
     const any = /case 'any':\n\s+return \{ modeConfig: '([^']+)', disabled: \[\]/.exec(prosodyHarness);
     for (const line of any![1]!.split('\\n')) expect(s2s).toContain(`${line}\n`);
     expect(prosodyTemplate).toMatch(/modules_enabled = \{\n\s+.*"tls"; "dialback";/);
