@@ -9,6 +9,7 @@
  * a fixed port on a private loopback address avoids both problems. A port that already accepts
  * connections is refused (a leftover from an earlier run would answer in its place).
  */
+import { readLocalCredential } from '../src/admin/local-credential.js';
 import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -125,7 +126,9 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     },
     async reload() {
       if (o.adminPort === undefined) throw new Error('bench: the gateway runs without an admin listener');
-      const res = await fetch(`http://${o.ip}:${o.adminPort}/reload`, { method: 'POST' });
+      // The admin listener wants the gateway's local credential (admin.localCredential's default).
+      const token = readLocalCredential(join(dir, 'state/admin.credential')) ?? '';
+      const res = await fetch(`http://${o.ip}:${o.adminPort}/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
       const body = (await res.json()) as Record<string, unknown>;
       if (res.status !== 200) throw new Error(`bench: reload failed: ${JSON.stringify(body)}`);
       return body;
