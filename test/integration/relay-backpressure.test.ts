@@ -8,9 +8,8 @@
  * the point is the gateway's own buffering, which real servers would hide behind their own.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { dialbackKey, keysEqual } from '../../src/negotiation/dialback-key.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
-import { attempt, PEER_DIALBACK_SECRET } from '../helpers/partner-attempt.js';
+import { attempt, dialbackAuthority } from '../helpers/partner-attempt.js';
 import type { ScriptedPeer } from '../helpers/scripted-peer.js';
 import { startTestGateway, testPki, type TestGateway } from '../helpers/test-gateway.js';
 
@@ -33,13 +32,7 @@ async function setUp(queues: string): Promise<void> {
   // The internal server: hosts corp.test, accepts the gateway's dialback as valid (it is ours).
   internal = await FakePartnerServer.start({ domain: 'corp.test', tls: 'none', sasl: false, dialback: true, strictStanzas: false });
   // part.test's authoritative server: confirms the partner's dialback key.
-  authority = await FakePartnerServer.start({
-    domain: 'part.test',
-    tls: 'none',
-    sasl: false,
-    dialback: true,
-    answerVerify: (v) => (keysEqual(dialbackKey(PEER_DIALBACK_SECRET, v.from, v.to, v.id), v.key) ? 'valid' : 'invalid'),
-  });
+  authority = await dialbackAuthority('part.test');
   gw = await startTestGateway({
     pki: testPki(),
     localDomains: ['corp.test'],
