@@ -58,7 +58,7 @@ export interface QueueConfig {
   readonly confirmIntervalMs: number;
   /** An unanswered barrier gives up after this long; its stanzas count as unconfirmed. */
   readonly confirmTimeoutMs: number;
-  /** Unconfirmed stanzas per pair above which its senders are paused. */
+  /** Unconfirmed stanzas kept per pair; past it the oldest barrier's are released, counted in gw_relay_unconfirmed_total. */
   readonly maxUnconfirmed: number;
 }
 

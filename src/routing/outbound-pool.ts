@@ -31,7 +31,15 @@ export type Undeliverable = (condition: UndeliverableCondition, text: string, st
 interface Pending {
   readonly text: string;
   readonly undeliverable: Undeliverable | undefined;
+  /** How often a dying stream left it unconfirmed (it is bounced after MAX_RESENDS). */
+  resends?: number;
 }
+
+/**
+ * A stanza sent again this often without confirmation is bounced: a peer that closes the stream
+ * because of one stanza must not make the gateway resend it (and what came before it) forever.
+ */
+export const MAX_RESENDS = 3;
 
 /** Queue bounds and backoff steps; gateway.yaml `queues` (config/schema.ts documents each). */
 export interface PoolLimits {
@@ -48,7 +56,10 @@ export interface PoolLimits {
   readonly confirmIntervalMs: number;
   /** An unanswered barrier gives up after this long (its stanzas count as unconfirmed). */
   readonly confirmTimeoutMs: number;
-  /** Unconfirmed stanzas per pair above which the pair counts as congested (backpressure). */
+  /**
+   * Unconfirmed stanzas kept per pair; past it the oldest barrier's are released (counted as
+   * unconfirmed). Not backpressure: barrier answers arrive on the streams a pause would stop.
+   */
   readonly maxUnconfirmed: number;
 }
 
@@ -77,6 +88,8 @@ class Link implements BarrierOwner {
   /** Barriers in flight: each confirms the stanzas sent before it (`upTo`). */
   barriers: { id: string; upTo: number; sentAt: number }[] = [];
   barrierTimer: NodeJS.Timeout | undefined;
+  /** When the current stream became able to carry stanzas (an unanswered `<enable/>` times out from here). */
+  establishedAt = 0;
   /** Callers waiting for the unconfirmed backlog to shrink. */
   writableWaiters: (() => void)[] = [];
   constructor(readonly localDomain: string, readonly remoteDomain: string, private readonly onAnswer: (link: Link, id: string) => void) {}
@@ -159,14 +172,14 @@ export class OutboundPool {
   }
 
   /**
-   * Runs `cb` once the pair can take more: its queue below half its bounds, its unconfirmed
-   * backlog below maxUnconfirmed, and its stream drained (at once when there is nothing to wait for).
+   * Runs `cb` once the pair can take more: its queue below half its bounds and its stream
+   * drained (at once when there is nothing to wait for).
    */
   whenWritable(localDomain: string, remoteDomain: string, cb: () => void): void {
     const link = this.links.get(localDomain)?.get(remoteDomain);
     if (!link) return cb();
     const again = () => this.whenWritable(localDomain, remoteDomain, cb);
-    if (this.queueHalfFull(link) || link.unconfirmed.length >= this.limits.maxUnconfirmed) {
+    if (this.queueHalfFull(link)) {
       link.writableWaiters.push(again);
       return;
     }
@@ -193,7 +206,7 @@ export class OutboundPool {
   closeCongested(localDomain: string, remoteDomain: string, waitedMs: number): void {
     const link = this.links.get(localDomain)?.get(remoteDomain);
     const stream = link?.stream;
-    if (!link || !stream || stream.closed || !(stream.congested || link.unconfirmed.length >= this.limits.maxUnconfirmed)) return;
+    if (!link || !stream || stream.closed || !stream.congested) return;
     const text = `${remoteDomain} did not read its stream for ${waitedMs} ms (queues.drainTimeoutMs)`;
     this.ctx.events.refused(stream, stream.partner.Identity, 'drainTimeoutMs', 'resource-constraint', text);
     stream.close(new StreamError('resource-constraint', text));
@@ -246,10 +259,17 @@ export class OutboundPool {
       this.markDown(remoteDomain, text);
       return this.failAll(link, new OutboundFailure('remote-server-not-found', text));
     }
+    // Shut down, or the link dropped (a removed partner), while we connected: nobody wants it now.
+    if (this.shutDown || this.links.get(localDomain)?.get(remoteDomain) !== link) {
+      stream.close(new StreamError('system-shutdown', 'no longer needed'));
+      stream.onRelease(() => this.ctx.limits.closeConnection());
+      return this.failAll(link, new OutboundFailure('remote-server-timeout', 'the gateway is shutting down or the peer was removed'));
+    }
     link.stream = stream;
-    // XEP-0198 acks, when the peer enables them, confirm like answered barriers.
-    stream.onAcked = (n) => {
-      if (link.stream === stream) this.confirmUpTo(link, link.confirmed + n);
+    // XEP-0198 acks, when the peer enables them, confirm like answered barriers: h counts the
+    // stream's stanzas from the first (<enable/> goes out before any), so it is absolute here.
+    stream.onAcked = (h) => {
+      if (link.stream === stream) this.confirmUpTo(link, Math.max(link.confirmed, h));
     };
     stream.onRelease(() => {
       this.ctx.limits.closeConnection();
@@ -276,7 +296,12 @@ export class OutboundPool {
       if (link.stream === stream) link.stream = undefined;
       return this.failAll(link, stream.failure ?? new OutboundFailure('remote-server-timeout', 'stream closed right after authentication'));
     }
+    if (this.shutDown || link.stream !== stream) {
+      stream.close(new StreamError('system-shutdown', 'no longer needed'));
+      return this.failAll(link, new OutboundFailure('remote-server-timeout', 'the gateway is shutting down or the peer was removed'));
+    }
     this.backoff.delete(remoteDomain);
+    link.establishedAt = this.clock();
     this.flushQueue(link, stream);
   }
 
@@ -297,10 +322,7 @@ export class OutboundPool {
     link.queue = i === queue.length ? [] : queue.slice(i);
     this.wakeWriters(link);
     if (link.queue.length === 0) return;
-    const more = () => this.flushQueue(link, stream);
-    // Go on when the stream drains, or when barriers confirm enough of the backlog.
-    if (link.unconfirmed.length >= this.limits.maxUnconfirmed) link.writableWaiters.push(more);
-    else stream.whenDrained(more);
+    stream.whenDrained(() => this.flushQueue(link, stream));
   }
 
   /** Writes one stanza on the link's stream and keeps it until a barrier confirms it. */
@@ -311,7 +333,10 @@ export class OutboundPool {
     link.sent++;
     if (link.sent - (link.barriers.at(-1)?.upTo ?? link.confirmed) >= this.limits.confirmEveryStanzas) this.sendBarrier(link, stream);
     else link.barrierTimer ??= setTimeout(() => this.barrierTick(link), this.limits.confirmIntervalMs).unref();
-    return writable && link.unconfirmed.length < this.limits.maxUnconfirmed;
+    // The backlog is bounded by releasing its oldest barrier, never by pausing sources: barrier
+    // answers arrive on inbound streams, which are the very sources a pause would stop.
+    if (link.unconfirmed.length > this.limits.maxUnconfirmed) this.giveUp(link, link.barriers[0]?.upTo ?? link.sent, 'the unconfirmed backlog passed queues.maxUnconfirmed');
+    return writable;
   }
 
   private sendBarrier(link: Link, stream: OutboundStream): void {
@@ -333,15 +358,20 @@ export class OutboundPool {
     const stream = link.stream;
     if (!stream || stream.closed) return;
     const oldest = link.barriers[0];
-    if (oldest && this.clock() - oldest.sentAt > this.limits.confirmTimeoutMs) {
-      // The peer does not answer (it cannot reach us back?): release what the barrier covered.
-      const n = this.confirmUpTo(link, oldest.upTo);
-      this.counters.unconfirmed(n);
-      this.ctx.log.warn('relay.unconfirmed', { realm: this.realm.name, remote: link.remoteDomain, stanzas: n, waitedMs: this.limits.confirmTimeoutMs });
-    }
+    // The peer does not answer (it cannot reach us back?): release what the barrier covered.
+    if (oldest && this.clock() - oldest.sentAt > this.limits.confirmTimeoutMs) this.giveUp(link, oldest.upTo, `no answer within queues.confirmTimeoutMs (${this.limits.confirmTimeoutMs} ms)`);
+    // XEP-0198 section 3: an <enable/> nobody answers is a failure; pings take over.
+    if (stream.acksPending && this.clock() - link.establishedAt > this.limits.confirmTimeoutMs) stream.abandonAcks();
     const covered = link.barriers.at(-1)?.upTo ?? link.confirmed;
     if (link.sent > covered) this.sendBarrier(link, stream);
     else if (link.barriers.length > 0) link.barrierTimer = setTimeout(() => this.barrierTick(link), this.limits.confirmIntervalMs).unref();
+  }
+
+  /** Releases the first `upTo` stanzas unconfirmed: counted and logged, the one documented loss. */
+  private giveUp(link: Link, upTo: number, why: string): void {
+    const n = this.confirmUpTo(link, upTo);
+    this.counters.unconfirmed(n);
+    this.ctx.log.warn('relay.unconfirmed', { realm: this.realm.name, remote: link.remoteDomain, stanzas: n, why });
   }
 
   private readonly onBarrierAnswer = (link: Link, id: string): void => {
@@ -375,7 +405,12 @@ export class OutboundPool {
     for (const b of link.barriers) this.barriers?.forget(b.id);
     link.barriers = [];
     link.sent = link.confirmed = 0;
-    const unconfirmed = link.unconfirmed;
+    const unconfirmed: Pending[] = [];
+    const exhausted: Pending[] = [];
+    for (const p of link.unconfirmed) {
+      p.resends = (p.resends ?? 0) + 1;
+      (p.resends > MAX_RESENDS ? exhausted : unconfirmed).push(p);
+    }
     link.unconfirmed = [];
     if (unconfirmed.length > 0) {
       this.counters.resent(unconfirmed.length);
@@ -383,6 +418,7 @@ export class OutboundPool {
       link.queue = unconfirmed.concat(link.queue);
       for (const p of unconfirmed) link.queuedBytes += p.text.length;
     }
+    for (const p of exhausted) p.undeliverable?.('remote-server-timeout', `${link.remoteDomain} closed ${MAX_RESENDS + 1} streams without confirming this stanza`, p.text);
   }
 
   /** Exponential backoff with full jitter (AWS architecture blog's "full jitter"), per peer domain. */

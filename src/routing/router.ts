@@ -100,10 +100,10 @@ export class Router {
         const now = target.streamTo(from, to)?.bytesDrained;
         if (now !== undefined && now > drained) {
           drained = now;
-          timer = setTimeout(check, this.drainTimeoutMs);
+          timer = setTimeout(check, this.drainTimeoutMs).unref();
         } else target.closeCongested(from, to, this.drainTimeoutMs);
       };
-      let timer = setTimeout(check, this.drainTimeoutMs);
+      let timer = setTimeout(check, this.drainTimeoutMs).unref();
       target.whenWritable(from, to, () => {
         clearTimeout(timer);
         source.resumeReading(reason);

@@ -81,8 +81,8 @@ export class OutboundStream extends S2SStream {
   private smActive = false;
   /** Stanzas the peer confirmed with `<a h/>` (mod 2^32). */
   private smAcked = 0;
-  /** Told how many more stanzas an `<a h/>` confirmed (the pool drops them from its resend list). */
-  onAcked: ((n: number) => void) | undefined;
+  /** Told, on each `<a h/>`, how many of this stream's stanzas the peer has handled in all (h). */
+  onAcked: ((h: number) => void) | undefined;
 
   constructor(socket: Socket, private readonly ctx: GatewayContext, readonly realm: Realm, readonly opts: OutboundOptions, directTls: boolean) {
     super(socket, ctx.config.maxStanzaBytes);
@@ -385,6 +385,11 @@ export class OutboundStream extends S2SStream {
     return this.smRequested && !this.smActive;
   }
 
+  /** The peer never answered `<enable/>`: treat it as `<failed/>` (a late `<enabled/>` is ignored). */
+  abandonAcks(): void {
+    if (this.acksPending) this.smRequested = false;
+  }
+
   private streamManagement(el: Element): void {
     const name = localName(el);
     if (name === 'enabled' && this.smRequested) this.smActive = true;
@@ -397,7 +402,7 @@ export class OutboundStream extends S2SStream {
         return this.giveUp('undefined-condition', 'stream-management', `${this.opts.remoteDomain} acknowledged stanzas that were never sent (h='${el.attrs.h}')`);
       }
       this.smAcked = h!;
-      if (n > 0) this.onAcked?.(n);
+      if (n > 0) this.onAcked?.(h!);
     }
   }
 

@@ -8,6 +8,7 @@
  * the point is the gateway's own buffering, which real servers would hide behind their own.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { MAX_RESENDS } from '../../src/routing/outbound-pool.js';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { attempt, dialbackAuthority } from '../helpers/partner-attempt.js';
 import type { ScriptedPeer } from '../helpers/scripted-peer.js';
@@ -62,6 +63,24 @@ async function flood(p: ScriptedPeer, from: number, count: number, progress = { 
     progress.written++;
   }
 }
+
+describe('delivery confirmation', () => {
+  it(`a stanza whose stream keeps dying unconfirmed is sent again, then bounced after ${MAX_RESENDS} resends`, async () => {
+    // No barrier answers come back from the fake internal server within the test: every stream
+    // that dies leaves the stanza unconfirmed, so it goes out again on the next one.
+    await setUp('confirmTimeoutMs: 600000, reconnectMinMs: 10, reconnectMaxMs: 20');
+    peer!.sendRaw("<message from='u@part.test/r' to='bob@corp.test' type='chat' id='poison'><body>x</body></message>");
+    for (let death = 0; death <= MAX_RESENDS; death++) {
+      await internal!.waitForStanza((el) => el.attrs.id === 'poison' && internal!.connections.filter((c) => c.stanzas.some((s) => s.el.attrs.id === 'poison')).length > death, 10_000);
+      const carrier = internal!.connections.filter((c) => c.stanzas.some((s) => s.el.attrs.id === 'poison'))[death]!;
+      carrier.socket.destroy(); // the internal server drops the stream without confirming
+    }
+    // After the last resend the sender gets the stanza back, on the gateway's stream to part.test.
+    const bounce = await authority!.waitForStanza((el) => el.attrs.id === 'poison' && el.attrs.type === 'error', 10_000);
+    expect(bounce.getChild('error')?.getChildElements()[0]?.name).toBe('remote-server-timeout');
+    expect(internal!.connections.filter((c) => c.stanzas.some((s) => s.el.attrs.id === 'poison'))).toHaveLength(MAX_RESENDS + 1);
+  }, 60_000);
+});
 
 describe('relay backpressure', () => {
   it('a stalled internal server pauses the partner stream; memory stays bounded; all arrive in order after', async () => {
