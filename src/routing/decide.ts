@@ -20,7 +20,7 @@
 import type { StreamCondition } from '../errors.js';
 import type { PartnerRecord } from '../policy/types.js';
 import type { Element } from '../xml/ltx.js';
-import { bareJid } from './jid.js';
+import { normalizeBareJid } from '../policy/bare-jid.js';
 import type { Realm } from './realm.js';
 import type { StanzaErrorCondition } from './stanza-errors.js';
 
@@ -75,7 +75,7 @@ export function decide(
         kind: 'bounce',
         condition: 'service-unavailable',
         rule: 'PartnerType',
-        text: `partner ${peer.Identity} is PublicUnverified: ${bareJid(stanza.attrs.to!)} has not contacted ${bareJid(stanza.attrs.from!)} first`,
+        text: `partner ${peer.Identity} is PublicUnverified: ${normalizeBareJid(stanza.attrs.to!)} has not contacted ${normalizeBareJid(stanza.attrs.from!)} first`,
       };
     }
   }

@@ -29,14 +29,3 @@ export function jidDomain(jid: string | undefined): string {
 export function isDomainJid(jid: string | undefined): boolean {
   return !!jid && jid.indexOf('@') < 0 && jid.indexOf('/') < 0;
 }
-
-/**
- * The bare JID (`local@domain`, no resource) with the domain lowercased, as approvals key it.
- * The local part is lowercased too: PRECIS UsernameCaseMapped (RFC 8265 section 3.3) maps ASCII
- * case, and servers deliver `Alice@` and `alice@` to the same account.
- */
-export function bareJid(jid: string): string {
-  const slash = jid.indexOf('/');
-  const bare = slash < 0 ? jid : jid.slice(0, slash);
-  return bare.toLowerCase();
-}

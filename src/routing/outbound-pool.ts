@@ -232,13 +232,6 @@ export class OutboundPool {
     }
   }
 
-  /** Stanzas waiting in queues (status, metrics). */
-  get queued(): number {
-    let n = 0;
-    for (const byRemote of this.links.values()) for (const link of byRemote.values()) n += link.queue.length;
-    return n;
-  }
-
   private async open(link: Link): Promise<void> {
     const { localDomain, remoteDomain } = link;
     const peer = this.realm.peerFor(remoteDomain);

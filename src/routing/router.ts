@@ -22,7 +22,7 @@ import type { S2SStream } from '../stream/s2s-stream.js';
 import type { Element } from '../xml/ltx.js';
 import { opensGate } from './decide.js';
 import type { DeliveryBarriers } from './delivery-barriers.js';
-import { bareJid, jidDomain } from './jid.js';
+import { jidDomain } from './jid.js';
 import type { OutboundPool, Undeliverable, UndeliverableCondition } from './outbound-pool.js';
 import { errorReply, mayBounce, stanzaHead, type StanzaErrorCondition } from './stanza-errors.js';
 
@@ -76,7 +76,8 @@ export class Router {
     this.fromInternal = {
       deliver: (stanza, raw, from, to, stream) => {
         if (stanza.name === 'iq' && this.barriers.answer(stanza.attrs.type, stanza.attrs.id)) return;
-        if (opensGate(stanza)) this.approvals.record(bareJid(stanza.attrs.from!), bareJid(stanza.attrs.to!));
+        // The store keys approvals by bare JID itself (policy/bare-jid.ts): full JIDs go in as received.
+        if (opensGate(stanza)) this.approvals.record(stanza.attrs.from!, stanza.attrs.to!);
         this.forward(this.partners, this.undeliverableToPartners, stanza, raw, from, to, stream);
       },
       bounce: (stanza, from, to, condition, text) => this.bounce(this.internal, stanza, from, to, condition, text),
