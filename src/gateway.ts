@@ -7,6 +7,7 @@ import { access } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
+import { PoolNode } from './cluster/pool-node.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
 import { AuditLog } from './admin/audit.js';
@@ -52,6 +53,8 @@ export interface Gateway {
   readonly internalListener: Listener | null;
   /** The internal DNS view (null without `internal.dns`). */
   readonly dnsView: DnsView | null;
+  /** This node's pool membership (null without a `cluster` section). */
+  readonly pool: PoolNode | null;
   close(): Promise<void>;
 }
 
@@ -86,6 +89,9 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   if (config.admin) checkAdminTls(config, config.admin);
   await ensureCertificates(config, log);
   const tls = await TlsContexts.load(config);
+  // The pool first (docs/design.md section 11): the partner list, the dialback secret and the
+  // approvals are shared through it.
+  const pool = config.cluster ? await PoolNode.start(config.cluster, log) : null;
 
   // Trust-tier approvals survive restarts; a corrupt file stops the start with one line.
   const approvals = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
@@ -221,6 +227,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     await Promise.all(listeners.map((l) => l.close()));
     await dnsView?.close();
     await approvals.close();
+    await pool?.close();
     throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
       ? new ConfigError(`cannot listen: ${(err as Error).message}`, config.file, undefined, 'listen')
       : err;
@@ -265,6 +272,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     metrics,
     internalListener,
     dnsView,
+    pool,
     async close() {
       supervisor.stop();
       reloader.stop();
@@ -285,6 +293,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       await approvals.close();
       await admin?.close();
       await extras?.closed();
+      await pool?.close();
     },
   };
 }

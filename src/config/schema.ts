@@ -79,9 +79,28 @@ export interface AdminConfig {
   readonly localCredential: string;
 }
 
+/**
+ * A gateway pool on etcd (issue 11 pins `nodeName`, `etcd.endpoints`, `etcd.prefix`,
+ * `leaseTtlSeconds`; docs/design.md section 11). Absent: a single gateway on partners.yaml.
+ */
+export interface ClusterConfig {
+  /** This node's name in the pool: unique, shown in status and as the `node` label of /metrics. */
+  readonly nodeName: string;
+  readonly etcd: {
+    /** etcd client URLs (http://host:port); any reachable member serves. */
+    readonly endpoints: readonly string[];
+    /** Every key the pool writes starts with this; several pools can share one etcd. */
+    readonly prefix: string;
+  };
+  /** A node's registrations (its streams, its membership) outlive it by at most this long. */
+  readonly leaseTtlSeconds: number;
+}
+
 export interface GatewayConfig {
   readonly file: string;
   readonly internal: InternalConfig | null;
+  /** The pool this node belongs to (null: a single gateway). */
+  readonly cluster: ClusterConfig | null;
   readonly queues: QueueConfig;
   readonly localDomains: readonly LocalDomainConfig[];
   readonly listen: readonly ListenConfig[];
@@ -149,6 +168,7 @@ export const DEFAULTS = {
   queues: { maxStanzas: 10_000, maxBytes: 8 * 1024 * 1024, reconnectMinMs: 1_000, reconnectMaxMs: 60_000, drainTimeoutMs: 30_000,
     confirmEveryStanzas: 100, confirmIntervalMs: 250, confirmTimeoutMs: 30_000, maxUnconfirmed: 5_000 },
   approvals: { file: 'state/approvals.json', maxEntries: 100_000 },
+  cluster: { prefix: '/xmpp-gateway/', leaseTtlSeconds: 10 },
 } as const;
 
 const KNOWN_KEYS = new Set([
@@ -156,7 +176,7 @@ const KNOWN_KEYS = new Set([
   'connectionLimit', 'partnerConnectionLimit', 'keepAliveIntervalSeconds', 'streamEstablishmentTimeoutSeconds',
   'streamInactivityTimeoutSeconds', 'maxStanzaBytes', 'preAuthMaxStanzaBytes', 'logMessageBodies', 'reloadDebounceMs',
   'maxUnauthenticatedConnectionsPerAddress', 'maxUnauthenticatedConnections', 'maxDialbackVerifications', 'internal', 'queues', 'approvals',
-  'auditLog',
+  'auditLog', 'cluster',
 ]);
 const ADMIN_KEYS = new Set(['listen', 'usersFile', 'openMetrics', 'localCredential']);
 const APPROVALS_KEYS = new Set(['file', 'maxEntries']);
@@ -313,6 +333,8 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     };
   }
 
+  const cluster = parseCluster(get('cluster'), v, warn);
+
   const queuesNode = get('queues');
   const q = queuesNode === undefined || isNull(queuesNode) ? undefined : v.map(queuesNode, 'queues');
   const qint = (key: keyof typeof DEFAULTS.queues, min: number) =>
@@ -333,6 +355,7 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
   const config: GatewayConfig = {
     file: resolve(file),
     internal,
+    cluster,
     queues,
     localDomains,
     listen,
@@ -358,6 +381,47 @@ export function parseGatewayConfig(text: string, file: string, warn: (msg: strin
     approvals,
   };
   return deepFreeze(config);
+}
+
+/** The `cluster` section: every key checked, unknown ones named (file:line). */
+function parseCluster(node: Node | undefined, v: Validator, warn: (msg: string) => void): ClusterConfig | null {
+  if (node === undefined || isNull(node)) return null;
+  const m = v.map(node, 'cluster');
+  for (const pair of m.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!['nodeName', 'etcd', 'leaseTtlSeconds'].includes(key)) warn(`${v.file}:${v.lineOf(pair.key as Node)}: cluster.${key}: unknown setting, ignored`);
+  }
+  const nameNode = m.get('nodeName', true) as Node | undefined;
+  const nodeName = v.string(nameNode, 'cluster.nodeName');
+  // The name is part of etcd keys and a Prometheus label value: keep it to a safe alphabet.
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(nodeName)) {
+    v.fail(nameNode, 'cluster.nodeName', `'${nodeName}' must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  const e = v.map(m.get('etcd', true) as Node | undefined, 'cluster.etcd');
+  for (const pair of e.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    if (!['endpoints', 'prefix'].includes(key)) warn(`${v.file}:${v.lineOf(pair.key as Node)}: cluster.etcd.${key}: unknown setting, ignored`);
+  }
+  const endpointsNode = e.get('endpoints', true) as Node | undefined;
+  const endpoints = v.list(endpointsNode, 'cluster.etcd.endpoints', true).map((n, i) => {
+    const field = `cluster.etcd.endpoints[${i}]`;
+    const text = v.string(n, field);
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      return v.fail(n, field, `'${text}' is not a URL (expected http://host:port)`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') v.fail(n, field, `'${text}' must be an http:// or https:// URL`);
+    if (!url.port) v.fail(n, field, `'${text}' must name the port (etcd's client port is usually 2379)`);
+    return text;
+  });
+  if (endpoints.length === 0) v.fail(endpointsNode, 'cluster.etcd.endpoints', 'at least one etcd endpoint is required');
+  const prefixNode = e.get('prefix', true) as Node | undefined;
+  const prefix = prefixNode === undefined || isNull(prefixNode) ? DEFAULTS.cluster.prefix : v.string(prefixNode, 'cluster.etcd.prefix');
+  if (!prefix.startsWith('/') || !prefix.endsWith('/')) v.fail(prefixNode, 'cluster.etcd.prefix', `'${prefix}' must start and end with '/'`);
+  const leaseTtlSeconds = v.int(m.get('leaseTtlSeconds', true) as Node | undefined, 'cluster.leaseTtlSeconds', DEFAULTS.cluster.leaseTtlSeconds, 2);
+  return { nodeName, etcd: { endpoints, prefix }, leaseTtlSeconds };
 }
 
 function isNull(node: Node): boolean {
