@@ -34,8 +34,12 @@ export class ApprovalIndex {
   private oldest: Node | null = null;
   private count = 0;
 
-  /** @param capacity most pairs held (a positive integer); beyond it the least recently seen go. */
-  constructor(readonly capacity: number) {
+  /**
+   * @param capacity most pairs held (a positive integer); beyond it the least recently seen go.
+   * @param onEvict told of each pair the bound pushes out (not of revocations): a pool node
+   *   deletes it in etcd too, so that every node keeps the same set (docs/design.md section 11).
+   */
+  constructor(readonly capacity: number, private readonly onEvict?: (local: string, remote: string) => void) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`capacity must be a positive integer (got ${capacity})`);
   }
 
@@ -48,6 +52,11 @@ export class ApprovalIndex {
   has(local: string, remote: string): boolean {
     const remotes = this.byLocal.get(local);
     return remotes !== undefined && remotes.has(remote);
+  }
+
+  /** The pair as held, or undefined. */
+  get(local: string, remote: string): IndexEntry | undefined {
+    return this.byLocal.get(local)?.get(remote);
   }
 
   /**
@@ -72,7 +81,11 @@ export class ApprovalIndex {
     remotes.set(remote, node);
     this.linkNewest(node);
     this.count++;
-    if (this.count > this.capacity && this.oldest !== null) this.remove(this.oldest);
+    if (this.count > this.capacity && this.oldest !== null) {
+      const evicted = this.oldest;
+      this.remove(evicted);
+      this.onEvict?.(evicted.local, evicted.remote);
+    }
     return true;
   }
 

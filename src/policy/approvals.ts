@@ -7,8 +7,8 @@
  * JIDs are compared in the form of src/policy/bare-jid.ts: the whole bare JID lowercased (domain
  * and, per PRECIS UsernameCaseMapped, localpart), a resource ignored.
  *
- * The interface is small on purpose, so that a store shared by several gateway nodes (etcd) can
- * replace the file store later. FileApprovalStore keeps the pairs in memory (bounded, least
+ * The interface is small on purpose, so that a store shared by several gateway nodes replaces
+ * the file store in a pool (src/cluster/pool-approvals.ts, on etcd). FileApprovalStore keeps the pairs in memory (bounded, least
  * recently seen evicted first) and persists them to one JSON file (src/policy/approval-file.ts),
  * written atomically, batched and serialised.
  */
@@ -16,7 +16,7 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Logger } from '../log.js';
 import { readApprovalFile, serializeApprovals } from './approval-file.js';
-import { ApprovalIndex } from './approval-index.js';
+import { ApprovalIndex, type IndexEntry } from './approval-index.js';
 import { writeFileAtomic } from './atomic-write.js';
 import { normalizeBareJid } from './bare-jid.js';
 
@@ -65,6 +65,11 @@ export interface FileApprovalStoreOptions {
    * everything after it: a burst costs one write. Default 1000; 0 writes on the next timer turn.
    */
   flushDelayMs?: number;
+  /**
+   * Told of each pair that the `maxEntries` bound pushes out (not of revocations); in a pool the
+   * node deletes it in etcd as well (src/cluster/pool-approvals.ts).
+   */
+  onEvict?: (local: string, remote: string) => void;
   log: Logger;
 }
 
@@ -101,7 +106,7 @@ export class FileApprovalStore implements ApprovalStore {
   static async open(opts: FileApprovalStoreOptions): Promise<FileApprovalStore> {
     const delay = opts.flushDelayMs ?? DEFAULT_FLUSH_DELAY_MS;
     if (!Number.isFinite(delay) || delay < 0) throw new RangeError(`flushDelayMs must be a number >= 0 (got ${delay})`);
-    const index = new ApprovalIndex(opts.maxEntries);
+    const index = new ApprovalIndex(opts.maxEntries, opts.onEvict);
     const entries = await readApprovalFile(opts.file);
     // Oldest first, so that the most recently seen pair ends up at the recent end. The file lists
     // the most recent first: reversed before the (stable) sort, pairs seen in the same millisecond
@@ -133,6 +138,26 @@ export class FileApprovalStore implements ApprovalStore {
     if (local === '' || remote === '') return;
     this.unsaved = true;
     if (this.index.touch(local, remote, Date.now())) this.schedule();
+  }
+
+  /**
+   * Adds a pair (comparison forms, as src/policy/bare-jid.ts makes them) with the times it
+   * carries, or moves a known pair's lastSeen forward (never back): how a pool node takes in a
+   * pair another node recorded (docs/design.md section 11). A new pair is saved like a recorded
+   * one; returns whether it is new.
+   */
+  learn(local: string, remote: string, since: number, lastSeen: number): boolean {
+    const known = this.index.get(local, remote);
+    if (known !== undefined && known.lastSeen >= lastSeen) return false;
+    this.unsaved = true;
+    const added = this.index.touch(local, remote, lastSeen, since);
+    if (added) this.schedule();
+    return added;
+  }
+
+  /** The pair as held (comparison forms), or undefined: times in epoch milliseconds. */
+  entry(local: string, remote: string): IndexEntry | undefined {
+    return this.index.get(local, remote);
   }
 
   list(): Approval[] {
