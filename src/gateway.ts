@@ -8,6 +8,7 @@ import { basename, dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { PoolNode } from './cluster/pool-node.js';
+import { openDialbackSecret } from './cluster/shared-secret.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
 import { AuditLog } from './admin/audit.js';
@@ -37,7 +38,6 @@ import { StreamSupervisor } from './stream/stream-supervisor.js';
 import { ensureDevCertificates } from './tls/cert-factory.js';
 import { TlsContexts } from './tls/tls-contexts.js';
 import { TlsServerUpgrade } from './tls/server-upgrade.js';
-import { randomBytes } from 'node:crypto';
 
 /** How long peers get to answer our closing tag at shutdown before their sockets are destroyed. */
 const SHUTDOWN_GRACE_MS = 500;
@@ -93,6 +93,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   // approvals are shared through it.
   const pool = config.cluster ? await PoolNode.start(config.cluster, log) : null;
 
+  // The dialback secret: shared through etcd in a pool (src/cluster/shared-secret.ts).
+  const dialbackSecret = await openDialbackSecret(config, pool, log);
   // Trust-tier approvals survive restarts; a corrupt file stops the start with one line.
   const approvals = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
   const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
@@ -128,7 +130,9 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     localDomains: new Set(config.localDomains.map((d) => d.domain)),
     tls,
     tlsUpgrade: new TlsServerUpgrade(tls),
-    dialbackSecret: config.dialbackSecret ?? randomBytes(32).toString('hex'),
+    get dialbackSecret() {
+      return dialbackSecret.current;
+    },
     limits,
     events,
     log,
@@ -227,6 +231,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     await Promise.all(listeners.map((l) => l.close()));
     await dnsView?.close();
     await approvals.close();
+    await dialbackSecret.close();
     await pool?.close();
     throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
       ? new ConfigError(`cannot listen: ${(err as Error).message}`, config.file, undefined, 'listen')
@@ -293,6 +298,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       await approvals.close();
       await admin?.close();
       await extras?.closed();
+      await dialbackSecret.close();
       await pool?.close();
     },
   };
