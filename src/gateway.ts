@@ -8,6 +8,7 @@ import { basename, dirname } from 'node:path';
 import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { PoolNode } from './cluster/pool-node.js';
+import { PoolApprovalStore } from './cluster/pool-approvals.js';
 import { openDialbackSecret } from './cluster/shared-secret.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
@@ -93,10 +94,12 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   // approvals are shared through it.
   const pool = config.cluster ? await PoolNode.start(config.cluster, log) : null;
 
-  // The dialback secret: shared through etcd in a pool (src/cluster/shared-secret.ts).
+  // The dialback secret and the trust-tier approvals: shared through etcd in a pool (src/cluster/
+  // shared-secret.ts, pool-approvals.ts); approvals survive restarts, a corrupt file stops the start with one line.
   const dialbackSecret = await openDialbackSecret(config, pool, log);
-  // Trust-tier approvals survive restarts; a corrupt file stops the start with one line.
-  const approvals = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
+  const approvals = pool
+    ? await PoolApprovalStore.open({ etcd: pool.etcd, nodeName: pool.name, file: config.approvals.file, maxEntries: config.approvals.maxEntries, etcdReachable: pool.membership.online, log })
+    : await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
   const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
   const reloader = new PartnerReloader(store, config.localStore, config.reloadDebounceMs);
   await reloader.start();

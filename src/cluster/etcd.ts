@@ -24,7 +24,9 @@ export const ETCD_CALL_TIMEOUT_MS = 2_000;
  *  - `nodes/<node>`: a live node (JSON), under that node's lease;
  *  - `streams/<partner>/<direction>/<slot>`: an admitted stream holding one slot of its partner's
  *    ConnectionLimit (JSON naming the node), under the node's lease;
- *  - `approvals/<local> <remote>`: a trust-tier approval (JSON).
+ *  - `approvals/<local> <remote>`: a trust-tier approval (JSON: local, remote, since, lastSeen,
+ *    node); bare JIDs in comparison form, which never contain a space, so `approvals/<local> `
+ *    is the prefix of exactly one local user's approvals.
  */
 export const poolKeys = {
   partners: 'partners',
@@ -33,6 +35,8 @@ export const poolKeys = {
   node: (name: string) => `nodes/${name}`,
   streams: 'streams/',
   approvals: 'approvals/',
+  approval: (local: string, remote: string) => `approvals/${local} ${remote}`,
+  approvalsOf: (local: string) => `approvals/${local} `,
 } as const;
 
 export interface EtcdConnection {
