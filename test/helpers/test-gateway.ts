@@ -86,6 +86,10 @@ export interface TestGatewayOptions {
   admin?: string;
   /** `trust.allowCommonNameFor`. */
   allowCommonNameFor?: string[];
+  /** The s2s listener (default 127.0.0.1, port 0). */
+  listen?: { host: string; port: number };
+  /** gateway.yaml `dialbackSecret` (default a fixed test secret; null: none, as in a pool that shares etcd's). */
+  dialbackSecret?: string | null;
 }
 
 /** A throw-away directory with gateway.yaml, partners.yaml and TLS material for `opts`. */
@@ -106,12 +110,12 @@ export async function prepareGatewayDir(opts: TestGatewayOptions): Promise<{ dir
     'localDomains:',
     ...domains.map((d) => `  - { domain: ${d}, certificate: ${d}.crt, privateKey: ${d}.key }`),
     'listen:',
-    '  - { host: 127.0.0.1, port: 0 }',
+    `  - { host: ${opts.listen?.host ?? '127.0.0.1'}, port: ${opts.listen?.port ?? 0} }`,
     ...(opts.directTls ? ['  - { host: 127.0.0.1, port: 0, directTls: true }'] : []),
     'partners: partners.yaml',
     `trust: { caFiles: [ca.pem], allowCommonNameFor: [${(opts.allowCommonNameFor ?? []).join(', ')}] }`,
     `admin: { listen: { host: 127.0.0.1, port: 0 }${opts.admin ? `, ${opts.admin}` : ''} }`,
-    'dialbackSecret: "gateway-test-dialback-secret-0123456789"',
+    ...(opts.dialbackSecret === null ? [] : [`dialbackSecret: "${opts.dialbackSecret ?? 'gateway-test-dialback-secret-0123456789'}"`]),
     'reloadDebounceMs: 20',
     'dns:',
     `  servers: ${opts.dnsServer ? `["${opts.dnsServer}"]` : '["127.0.0.1:9"]'}`,
@@ -124,7 +128,17 @@ export async function prepareGatewayDir(opts: TestGatewayOptions): Promise<{ dir
 }
 
 export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGateway> {
-  const { dir, configFile, partnersFile, yaml } = await prepareGatewayDir(opts);
+  return startPreparedGateway(await prepareGatewayDir(opts));
+}
+
+/**
+ * Starts the gateway in a directory prepareGatewayDir made; `keepDir` leaves the directory on
+ * close, so that the same gateway (its state/ included) can be started again there.
+ */
+export async function startPreparedGateway(
+  { dir, configFile, partnersFile, yaml }: Awaited<ReturnType<typeof prepareGatewayDir>>,
+  { keepDir = false }: { keepDir?: boolean } = {},
+): Promise<TestGateway> {
   const config = parseGatewayConfig(yaml, configFile);
   const logs: LogLine[] = [];
   const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
@@ -165,7 +179,7 @@ export async function startTestGateway(opts: TestGatewayOptions): Promise<TestGa
       if (gateway.admin) adminTokens.delete(gateway.admin.port);
       await gateway.close();
       // Retries: a last atomic write (temp file, rename) may still be landing in state/.
-      await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+      if (!keepDir) await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     },
   };
 }
