@@ -12,7 +12,9 @@ import { loadGatewayConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { GatewayError, UsageError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { FileApprovalStore, type Approval } from '../policy/approvals.js';
+import { connectEtcd } from '../cluster/etcd.js';
+import { PoolApprovalStore } from '../cluster/pool-approvals.js';
+import { FileApprovalStore, type Approval, type ApprovalStore } from '../policy/approvals.js';
 import { checkBareJid } from '../policy/bare-jid.js';
 import { formatTable } from './output.js';
 
@@ -58,8 +60,8 @@ export async function approvals(configPath: string, json: boolean, args: readonl
       list = approvalList(await adminJson(target, 'GET', '/approvals'), `${target.url}/approvals`);
     } catch (err) {
       if (!(err instanceof GatewayNotRunningError)) throw err;
-      process.stderr.write(`${err.message}; reading ${config.approvals.file} directly\n`);
-      list = await withFileStore(config, (store) => store.list());
+      process.stderr.write(`${err.message}; reading ${offlineSource(config)} directly\n`);
+      list = await withOfflineStore(config, (store) => store.list());
     }
     process.stdout.write(json ? `${JSON.stringify({ approvals: list }, null, 2)}\n` : formatApprovals(list));
     return 0;
@@ -69,20 +71,43 @@ export async function approvals(configPath: string, json: boolean, args: readonl
     revoked = revokedCount(await adminJson(target, 'POST', '/approvals/revoke', { local: inv.local, remote: inv.remote }), `${target.url}/approvals/revoke`);
   } catch (err) {
     if (!(err instanceof GatewayNotRunningError)) throw err;
-    process.stderr.write(`${err.message}; editing ${config.approvals.file} directly\n`);
-    revoked = await withFileStore(config, (store) => store.revoke(inv.local, inv.remote));
+    process.stderr.write(`${err.message}; editing ${offlineSource(config)} directly\n`);
+    revoked = await withOfflineStore(config, async (store) => {
+      const n = store.revoke(inv.local, inv.remote);
+      await store.flush();
+      return n;
+    });
   }
   process.stdout.write(json ? `${JSON.stringify({ revoked })}\n` : `revoked ${revoked} approval${revoked === 1 ? '' : 's'}\n`);
   return 0;
 }
 
-/** Opens the approvals file as the gateway would (without its bound: nothing is dropped), runs `fn`, saves. */
-async function withFileStore<T>(config: GatewayConfig, fn: (store: FileApprovalStore) => T): Promise<T> {
-  const store = await FileApprovalStore.open({ file: config.approvals.file, maxEntries: Number.MAX_SAFE_INTEGER, log: createLogger('warn') });
+function offlineSource(config: GatewayConfig): string {
+  return config.cluster ? `the pool's approvals in etcd (${config.cluster.etcd.endpoints.join(', ')})` : config.approvals.file;
+}
+
+/**
+ * Opens the approvals as the gateway would (without its bound: nothing is dropped), runs `fn`,
+ * saves: the file, or in a pool etcd (the node's cache file follows).
+ */
+async function withOfflineStore<T>(config: GatewayConfig, fn: (store: ApprovalStore) => T | Promise<T>): Promise<T> {
+  const etcd = config.cluster ? connectEtcd(config.cluster) : null;
+  // etcd being away is said in one line below, not in log lines as well.
+  const log = createLogger(etcd ? 'error' : 'warn');
   try {
-    return fn(store);
+    const store = etcd
+      ? await PoolApprovalStore.open({ etcd, nodeName: config.cluster!.nodeName, file: config.approvals.file, maxEntries: Number.MAX_SAFE_INTEGER, log })
+      : await FileApprovalStore.open({ file: config.approvals.file, maxEntries: Number.MAX_SAFE_INTEGER, log });
+    try {
+      if (store instanceof PoolApprovalStore && !store.inSync) {
+        throw new GatewayError('GW_ERR_ETCD', `cannot reach etcd at ${config.cluster!.etcd.endpoints.join(', ')}: the pool's approvals are there (start a node, or bring etcd back)`);
+      }
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
   } finally {
-    await store.close();
+    etcd?.close();
   }
 }
 

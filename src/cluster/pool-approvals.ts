@@ -38,6 +38,7 @@
  * next start that reaches etcd; the local user's next message records it again.
  */
 import { Range, type IKeyValue, type Watcher } from 'etcd3';
+import { GatewayError } from '../errors.js';
 import { normalizeBareJid } from '../policy/bare-jid.js';
 import { FileApprovalStore, type Approval, type ApprovalStore } from '../policy/approvals.js';
 import type { IndexEntry } from '../policy/approval-index.js';
@@ -182,9 +183,9 @@ export class PoolApprovalStore implements ApprovalStore {
    */
   async flush(): Promise<void> {
     if (!this.synced) await this.sync();
-    if (!this.synced) throw new Error('etcd cannot be reached; the change is kept and written when it can');
+    if (!this.synced) throw new GatewayError('GW_ERR_ETCD', 'etcd cannot be reached; the change is kept and written when it can');
     await this.writeQueued();
-    if (this.queue.length > 0) throw new Error(`etcd cannot be reached; ${this.queue.length} change(s) kept and written when it can`);
+    if (this.queue.length > 0) throw new GatewayError('GW_ERR_ETCD', `etcd cannot be reached; ${this.queue.length} change(s) kept and written when it can`);
     await this.cache.flush();
   }
 

@@ -19,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd.js';
 import { PoolApprovalStore } from '../../src/cluster/pool-approvals.js';
 import type { Logger } from '../../src/log.js';
+import { freePort, tempConfig } from '../helpers/cli.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
 import { FakePartnerServer, type DbResultRecord } from '../helpers/fake-partner-server.js';
 import { eventually } from '../helpers/live-streams.js';
@@ -336,4 +337,35 @@ describe('the pool approvals store itself (two stores on one prefix)', () => {
     expect(warned).toBe(true);
     expect(a.has('mallory@corp.test', 'z@u1.test')).toBe(false);
   });
+});
+
+describe('xmpp-gateway approvals with no node running (the built CLI)', () => {
+  it('lists and revokes the pool\'s approvals in etcd, and says in one line when etcd is away', async () => {
+    const c = await tempConfig(undefined, [
+      `admin: { listen: { host: 127.0.0.1, port: ${await freePort()} } }`,
+      'cluster:',
+      '  nodeName: cli',
+      `  etcd: { endpoints: [${etcd.endpoints.join(', ')}], prefix: /store-test/ }`,
+      '',
+    ].join('\n'));
+    try {
+      let r = await c.cli(['--json', 'approvals', 'list']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/reading the pool's approvals in etcd \(http:\/\/127\.0\.0\.81:32389, .*\) directly\n$/);
+      const listed = (JSON.parse(r.stdout) as { approvals: { local: string; remote: string }[] }).approvals.map((a) => `${a.local} ${a.remote}`);
+      expect(listed.sort()).toEqual(['bob@corp.test x@u2.test', 'carol@corp.test y@u3.test']);
+
+      r = await c.cli(['approvals', 'revoke', '--local', 'bob@corp.test']);
+      expect([r.code, r.stdout]).toEqual([0, 'revoked 1 approval\n']);
+      expect(await etcd.client().get('/store-test/approvals/bob@corp.test x@u2.test').string()).toBeNull();
+
+      await etcd.stopAll();
+      r = await c.cli(['approvals', 'list']);
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trimEnd().split('\n').at(-1)).toMatch(/^error: cannot reach etcd at http:\/\/127\.0\.0\.81:32389, .*: the pool's approvals are there \(start a node, or bring etcd back\)$/);
+    } finally {
+      await c.cleanup();
+    }
+  }, 60_000);
 });
