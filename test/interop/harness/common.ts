@@ -343,14 +343,26 @@ export async function withPeerLogs<T>(servers: ReadonlyArray<PeerServer | undefi
  * DNS records for servers at `ip:s2sPort`: `SRV _xmpp-server._tcp.<domain>` and `A <domain>`.
  * COMPAT(ejabberd): the SRV target is an IP literal ('127.0.0.22.'), because ejabberd resolves the
  * target with the OS resolver, which cannot reach the harness DNS on its non-53 port.
+ *
+ * A domain served by several hosts (a gateway pool, issue 11) gives `targets`: one SRV record with
+ * one target each (RFC 2782: lowest priority first, weight among equal priorities), and an A record
+ * per address.
  */
-export function peerZone(servers: ReadonlyArray<{ domain: string; ip: string; s2sPort: number }>, base: TestZone = {}): TestZone {
+export function peerZone(servers: ReadonlyArray<PeerZoneEntry>, base: TestZone = {}): TestZone {
   const srv = { ...base.srv };
   const a = { ...base.a };
   for (const s of servers) {
-    assertLoopback(s.ip, `${s.domain} ip`);
-    srv[`_xmpp-server._tcp.${s.domain}`] = [{ target: `${s.ip}.`, port: s.s2sPort }];
-    a[s.domain] = [s.ip];
+    const targets = 'targets' in s ? s.targets : [{ ip: s.ip, port: s.s2sPort }];
+    for (const t of targets) assertLoopback(t.ip, `${s.domain} ip`);
+    srv[`_xmpp-server._tcp.${s.domain}`] = targets.map((t) => ({
+      target: `${t.ip}.`, port: t.port, ...(t.priority !== undefined ? { priority: t.priority } : {}), ...(t.weight !== undefined ? { weight: t.weight } : {}),
+    }));
+    a[s.domain] = targets.map((t) => t.ip);
   }
   return { ...base, srv, a };
 }
+
+/** A server of peerZone: one host, or several SRV targets for one domain. */
+export type PeerZoneEntry =
+  | { domain: string; ip: string; s2sPort: number }
+  | { domain: string; targets: ReadonlyArray<{ ip: string; port: number; priority?: number; weight?: number }> };

@@ -6,3 +6,4 @@ export * from './ejabberd.js';
 export * from './c2s-client.js';
 export { ClientStreamReader, parseElement } from './client-stream.js';
 export * from './relay-gateway.js';
+export * from './pool-gateway.js';
