@@ -30,7 +30,8 @@ export interface GatewayProcessOptions {
   caFile: string;
   /** '127.0.0.1:PORT' of the test DNS. */
   dnsServer: string;
-  dialbackSecret: string;
+  /** gateway.yaml `dialbackSecret`; omitted: none (a pool node shares etcd's, docs/design.md section 11). */
+  dialbackSecret?: string;
   /** partners.yaml text. */
   partners: string;
   /** XMPP_GATEWAY_LOG_LEVEL (default 'warn'). */
@@ -72,7 +73,7 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     `  - { host: ${o.ip}, port: ${o.port} }`,
     'partners: partners.yaml',
     `trust: { caFiles: [${q(o.caFile)}] }`,
-    `dialbackSecret: ${q(o.dialbackSecret)}`,
+    ...(o.dialbackSecret !== undefined ? [`dialbackSecret: ${q(o.dialbackSecret)}`] : []),
     'dns:',
     `  servers: [${q(o.dnsServer)}]`,
     '  routes: {}',

@@ -19,7 +19,12 @@
  *  6. reload: POST /reload of a 100,000-partner list (load + validate + swap), and the longest
  *     stall it causes, seen from outside (gap in a paced relay stream) and inside (event-loop delay);
  *  7. latency added by the gateway at 50 % of its measured relay peak: paced traffic through the
- *     gateway, minus the same pacing straight into the receiver.
+ *     gateway, minus the same pacing straight into the receiver;
+ *  8. the pool (issue 11): relay throughput of one node of a pool on a real etcd against the
+ *     single node (same workload as 1, alternating in the same run: the hot path must not wait on
+ *     etcd, so the ratio should be ~1), and admissions per second (authenticated sessions, each
+ *     admitted against the partner's cluster-wide ConnectionLimit) at the pool node against the
+ *     single node (bench/pool.ts).
  *
  * Addresses: the block 127.0.0.9x (test/interop/README.md: the tests use 1x-6x), so a bench run
  * and a test run can share the machine.
@@ -38,6 +43,7 @@ import {
   type PeerServer,
 } from '../test/interop/harness/index.js';
 import { connectCounter, type C2sCounter } from './c2s-counter.js';
+import { GW_POOL, startBenchPool } from './pool.js';
 import { REPO_ROOT, startGatewayProcess, type GatewayProcess } from './gateway-process.js';
 import { ReplySink } from './reply-sink.js';
 import { connectLight, connectRaw, type LightStream } from './s2s-client.js';
@@ -63,7 +69,7 @@ export interface SuiteOptions {
   latencySeconds: number;
   /** Skip the reply workloads (section 2b). */
   replies: boolean;
-  /** Sections to run ('1'..'7'; 1, 2 and 3 run together); all when unset. */
+  /** Sections to run ('1'..'8'; 1, 2 and 3 run together); all when unset. */
   sections?: ReadonlySet<string>;
   gatewayCpuProfDir?: string;
   log?: (line: string) => void;
@@ -320,6 +326,13 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
       let pipe: Awaited<ReturnType<typeof startHelper>> | undefined;
       let tlsRef: Awaited<ReturnType<typeof startHelper>> | undefined;
       const counters: C2sCounter[] = [];
+      // The relay gateway's limits, the same for the pool node of section 8.
+      const relayLimits = [
+        'connectionLimit: 100000',
+        'maxUnauthenticatedConnectionsPerAddress: 1000',
+        'partnerConnectionLimit: 100000',
+        ...(process.env['BENCH_QUEUES'] ? [`queues: ${process.env['BENCH_QUEUES']}`] : []),
+      ].join('\n');
       try {
         const gwFiles = certs.files(GW_REPLY.domain);
         const inFiles = certs.files(IN);
@@ -339,10 +352,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
               'internal:',
               `  server: { host: ${INTERNAL_SERVER_IP}, port: ${internalSink.port} }`,
               `  listen: { host: ${INTERNAL_LISTEN.host}, port: ${INTERNAL_LISTEN.port} }`,
-              'connectionLimit: 100000',
-              'maxUnauthenticatedConnectionsPerAddress: 1000',
-              'partnerConnectionLimit: 100000',
-              ...(process.env['BENCH_QUEUES'] ? [`queues: ${process.env['BENCH_QUEUES']}`] : []),
+              relayLimits,
             ].join('\n'),
             ...(o.gatewayCpuProfDir !== undefined ? { cpuProfDir: o.gatewayCpuProfDir } : {}),
           }),
@@ -502,6 +512,94 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
             await sleep(500);
           }
           log(`[bench] ${auth} set-up: ${fmt(median(rowFor('4', `session set-up: authenticated s2s sessions/s (${o.concurrency} in flight)`, authLabel(auth), o.sessions, 'sessions/s').values))} sessions/s`);
+        }
+
+        // ---- 8. the pool: one node of a pool on etcd against the single node ----------------------
+        if (auth === 'dialback' && on('8')) {
+          let poolReply: LightStream | null = null;
+          const poolSink = await ReplySink.start({
+            domain: IN, mode: 'dialback', dialbackSecret: INTERNAL_SECRET, host: INTERNAL_SERVER_IP,
+            onIqRequest: (from, id) => poolReply?.socket.write(`<iq type='result' from='${IN}' to='${from}' id='${id}'/>`),
+          });
+          const pool = await startBenchPool({
+            domain: IN, certFile: inFiles.cert, keyFile: inFiles.key, caFile: certs.caFile, dnsServer: dns.address,
+            partners: RELAY_RECORD.dialback, internal: { host: INTERNAL_SERVER_IP, port: poolSink.port }, extraConfig: relayLimits,
+          });
+          try {
+            // The internal server's stream back to the pool node; bob writes first (the approval goes to etcd).
+            poolReply = await connectLight({ host: GW_POOL.ip, port: GW_POOL.internalPort, from: IN, to: FLOOD, dialbackSecret: INTERNAL_SECRET });
+            const base = floodSink.counts(IN).message;
+            const opened = floodSink.waitFor(IN, (c) => c.message > base, IDLE_MS);
+            poolReply.socket.write(`<message from='bob@${IN}/r' to='flood@${FLOOD}/r' type='chat' id='open-gate-pool'><body>hi</body></message>`);
+            await opened;
+            const poolCount = (): number => poolSink.counts(FLOOD).message;
+            const poolWait = sinkWaiter(poolSink, FLOOD);
+            const inPool: CountingTarget = {
+              name: 'pool node', pid: pool.node.pid, connect: connectFlooder(GW_POOL.ip, GW_POOL.port, IN), pauses: () => pool.node.probe('/pauses'),
+              warmUp: warm(IN, poolCount, poolWait), count: poolCount, waitFor: poolWait, data: chatPayload(IN, o.n.relay), n: o.n.relay,
+            };
+            // (b) relay throughput, the single node and the pool node alternating, one unmeasured flood each first.
+            await flood(relay);
+            await flood(inPool);
+            const relayLabel = (pooled: boolean): string => pooled
+              ? 'pool: relay through one node of a 2-node pool (etcd, 3 members), same workload as section 1'
+              : 'pool: the single node of section 1, same run';
+            for (let run = 1; run <= o.runs; run++) {
+              for (const t of run % 2 === 1 ? [relay, inPool] : [inPool, relay]) {
+                const r = await flood(t);
+                const row = rowFor('8', relayLabel(t === inPool), authLabel(auth), t.n, 'msgs/s');
+                row.values.push(r.rate);
+                row.serverCpu!.push(r.serverCores);
+                row.cpuMsPer1k!.push(r.cpuMsPer1k);
+                (row.waited ??= []).push(r.waited);
+                log(`[bench] pool relay ${t.name} run ${run}/${o.runs}: ${fmt(r.rate)} msgs/s, ${r.cpuMsPer1k.toFixed(2)} CPU ms/1k, waited for a core ${(r.waited * 100).toFixed(0)}%`);
+                await sleep(200);
+              }
+            }
+            // (a) admissions: authenticated sessions per second, each admitted against flood.test's
+            // ConnectionLimit (cluster-wide in the pool: an etcd transaction per admission).
+            // Whether admission holds a ConnectionLimit slot in etcd: one session held open, streams/ read.
+            let slotsHeld = 0;
+            {
+              const s = await connectFlooder(GW_POOL.ip, GW_POOL.port, IN)();
+              for (let i = 0; i < 20 && slotsHeld === 0; i++) {
+                slotsHeld = await pool.streamSlots();
+                if (slotsHeld === 0) await sleep(50);
+              }
+              s.close();
+            }
+            const admissions = async (pooled: boolean): Promise<void> => {
+              const [host, port, pid] = pooled ? [GW_POOL.ip, GW_POOL.port, pool.node.pid] : [GW_RELAY.ip, GW_RELAY.port, gwRelay!.pid];
+              const cpu0 = processCpuMs(pid);
+              const wait0 = runQueueWaitMs(pid);
+              const t0 = performance.now();
+              await inFlight(o.sessions, o.concurrency, async () => {
+                (await connectFlooder(host, port, IN)()).close();
+              });
+              const wall = performance.now() - t0;
+              const cpu = processCpuMs(pid) - cpu0;
+              const row = rowFor('8', pooled ? `pool: admissions/s at one pool node, cluster-wide limits (${o.concurrency} in flight)` : `pool: admissions/s at the single node (${o.concurrency} in flight)`,
+                authLabel(auth), o.sessions, 'sessions/s', 'CPU ms/1k: per 1000 sessions');
+              row.values.push(o.sessions / (wall / 1000));
+              row.serverCpu!.push(cpu / wall);
+              row.cpuMsPer1k!.push((cpu / o.sessions) * 1000);
+              (row.waited ??= []).push((runQueueWaitMs(pid) - wait0) / wall);
+            };
+            // Alternating, as many runs as the throughput rows have (at least 3): the figure is noisy on a shared machine.
+            for (let run = 0; run < Math.max(3, o.runs); run++) {
+              for (const pooled of run % 2 === 0 ? [false, true] : [true, false]) {
+                await admissions(pooled);
+                await sleep(500);
+              }
+            }
+            notes.push(`pool admissions: ${slotsHeld > 0 ? `an admitted session holds a ConnectionLimit slot in etcd (${slotsHeld} key(s) under streams/ while one session was open)` : 'no ConnectionLimit slot appeared in etcd (streams/) while a session was open: admission did not go through etcd in this build'}`);
+            const warn = pool.node.stderr().split('\n').filter((l) => l.trim() !== '');
+            if (warn.length > 0) notes.push(`pool node logged ${warn.length} warn+ lines, e.g. ${warn[0]!.slice(0, 300)}`);
+          } finally {
+            poolReply?.close();
+            await pool.stop();
+            await poolSink.close();
+          }
         }
 
         // ---- 5. memory per idle authenticated TLS stream ----------------------------------------
@@ -674,6 +772,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
     ['relay/parser', relayDb / med('3', 'ceiling: StreamParser', '-')],
     ['relay/pipe', relayDb / med('3', 'ceiling: bare node:net pipe', db)],
     ['setup/handshake', med('4', 'session set-up', ex) / med('4', 'reference: raw node:tls', 'TLS 1.3, client cert')],
+    ['pool-relay/relay', med('8', 'pool: relay through', db) / med('8', 'pool: the single node', db)],
+    ['pool-admissions/admissions', med('8', 'pool: admissions/s at one pool node', db) / med('8', 'pool: admissions/s at the single node', db)],
   );
   const cpuOf = (section: string, prefix: string, auth: string): number => {
     const r = rows.find((x) => x.section === section && x.what.startsWith(prefix) && x.auth === auth);
