@@ -57,6 +57,8 @@ export interface GatewayProcess {
   probe<T>(path: string): Promise<T>;
   /** POST /reload on the admin listener; resolves with the answer's JSON once the reload is applied. */
   reload(): Promise<Record<string, unknown>>;
+  /** GET /metrics on the admin listener (Prometheus text). */
+  metrics(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -114,6 +116,12 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
     r();
   }));
 
+  /** A request to the admin listener with the gateway's local credential (admin.localCredential's default). */
+  const admin = (path: string, method: 'GET' | 'POST'): Promise<Response> => {
+    if (o.adminPort === undefined) throw new Error('bench: the gateway runs without an admin listener');
+    const token = readLocalCredential(join(dir, 'state/admin.credential')) ?? '';
+    return fetch(`http://${o.ip}:${o.adminPort}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
+  };
   let stopping: Promise<void> | null = null;
   const gw: GatewayProcess = {
     pid,
@@ -126,13 +134,15 @@ export async function startGatewayProcess(o: GatewayProcessOptions): Promise<Gat
       return (await res.json()) as T;
     },
     async reload() {
-      if (o.adminPort === undefined) throw new Error('bench: the gateway runs without an admin listener');
-      // The admin listener wants the gateway's local credential (admin.localCredential's default).
-      const token = readLocalCredential(join(dir, 'state/admin.credential')) ?? '';
-      const res = await fetch(`http://${o.ip}:${o.adminPort}/reload`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+      const res = await admin('/reload', 'POST');
       const body = (await res.json()) as Record<string, unknown>;
       if (res.status !== 200) throw new Error(`bench: reload failed: ${JSON.stringify(body)}`);
       return body;
+    },
+    async metrics() {
+      const res = await admin('/metrics', 'GET');
+      if (res.status !== 200) throw new Error(`bench: GET /metrics answered ${res.status}`);
+      return res.text();
     },
     stop() {
       stopping ??= (async () => {

@@ -592,6 +592,14 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteReport> {
                 await sleep(500);
               }
             }
+            // The pool node's own account of the wait, where the build has it (gw_pool_admission_seconds).
+            const poolMetrics = await pool.node.metrics();
+            const metric = (name: string): number => {
+              const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(poolMetrics);
+              return m ? Number(m[1]) : Number.NaN;
+            };
+            const waits = metric('gw_pool_admission_seconds_count');
+            if (waits > 0) notes.push(`pool admissions: the pool node's admission decisions took ${((metric('gw_pool_admission_seconds_sum') / waits) * 1000).toFixed(1)} ms on average (${waits} decisions, gw_pool_admission_seconds)`);
             notes.push(`pool admissions: ${slotsHeld > 0 ? `an admitted session holds a ConnectionLimit slot in etcd (${slotsHeld} key(s) under streams/ while one session was open)` : 'no ConnectionLimit slot appeared in etcd (streams/) while a session was open: admission did not go through etcd in this build'}`);
             const warn = pool.node.stderr().split('\n').filter((l) => l.trim() !== '');
             if (warn.length > 0) notes.push(`pool node logged ${warn.length} warn+ lines, e.g. ${warn[0]!.slice(0, 300)}`);
