@@ -97,6 +97,7 @@ export class PoolApprovalStore implements ApprovalStore {
   /** etcd's set has been read (and the watch started) since the last start or watch failure. */
   private synced = false;
   private writing: Promise<void> | null = null;
+  private syncing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | undefined;
   private lastSeenTimer: NodeJS.Timeout | undefined;
   /** The last attempt failed: logged once per outage, not per retry. */
@@ -207,23 +208,38 @@ export class PoolApprovalStore implements ApprovalStore {
 
   // ---- etcd: read and watch ---------------------------------------------------------------------
 
-  /** Reads etcd's set into memory and starts the watch after it; never throws. */
-  private async sync(): Promise<void> {
-    if (this.closed) return;
+  /** Reads etcd's set into memory and starts the watch after it; never throws; one at a time. */
+  private sync(): Promise<void> {
+    this.syncing ??= this.readAndWatch().finally(() => {
+      this.syncing = null;
+    });
+    return this.syncing;
+  }
+
+  private async readAndWatch(): Promise<void> {
+    if (this.closed || this.synced) return;
     let loaded: { revision: string; entries: StoredApproval[] };
-    let watcher: Watcher;
     try {
       loaded = await this.load();
-      watcher = await this.watch(loaded.revision);
     } catch (err) {
       this.failed('approvals.etcd-unreachable', err, { using: 'the local cache', approvals: this.cache.size });
+      return;
+    }
+    if (this.closed) return;
+    // Memory becomes etcd's set at `revision`; the watch then delivers everything after it, so
+    // nothing written meanwhile is missed, whenever its events arrive.
+    this.replaceWith(loaded.entries);
+    let watcher: Watcher;
+    try {
+      watcher = await this.watch(loaded.revision);
+    } catch (err) {
+      this.failed('approvals.etcd-unreachable', err, { using: 'the set read at revision ' + loaded.revision });
       return;
     }
     if (this.closed) {
       await watcher.cancel().catch(() => {});
       return;
     }
-    this.replaceWith(loaded.entries);
     this.watcher = watcher;
     this.synced = true;
     this.recovered();
