@@ -15,9 +15,10 @@
  *  4. In a pool, with neither etcd nor a kept secret (a new node while etcd is down): a random one,
  *     kept as in 3 and logged as a warning: the keys this node issues cannot be verified by the
  *     other nodes, nor theirs by it, until it reaches etcd. It converges there: each time the
- *     node joins the pool ('online'), etcd's secret replaces its own, or its own becomes the
- *     pool's when etcd has none. A watch on the key does the same while the node runs: a changed
- *     secret is taken at once, a deleted one is created again. Keys sent under the secret that
+ *     node joins the pool ('online'), and every second while its secret is not etcd's, etcd's
+ *     secret replaces its own, or its own becomes the pool's when etcd has none. A watch on the
+ *     key does the same while the node runs: a changed secret is taken at once, a deleted one is
+ *     created again. Keys sent under the secret that
  *     was replaced fail verification once; the partner's server tries again with a new stream.
  *
  * The secret is read per key (issued or checked), never cached by the streams, so a change
@@ -41,6 +42,9 @@ export interface DialbackSecret {
   readonly source: 'gateway.yaml' | 'random' | 'etcd' | 'state' | 'local';
   close(): Promise<void>;
 }
+
+/** How often a node whose secret is not (yet) etcd's asks etcd again. */
+const RETRY_MS = 1_000;
 
 /** The longest secret accepted from etcd or the state file (a secret is hex; this is generous). */
 const MAX_SECRET_LENGTH = 1024;
@@ -76,6 +80,11 @@ class SharedDialbackSecret implements DialbackSecret {
   private chain: Promise<void>;
   private started!: () => void;
   private readonly onOnline = () => this.enqueue(() => this.agree('rejoined the pool'));
+  /** Asks etcd again every second while the secret is not etcd's or the key is not watched. */
+  private retry: NodeJS.Timeout | undefined;
+  private retrying = false;
+  /** etcd could not be asked: said once per outage. */
+  private unreachable = false;
 
   private constructor(private readonly pool: PoolNode, private readonly file: string, private readonly log: Logger) {
     this.chain = new Promise((resolve) => (this.started = resolve));
@@ -88,6 +97,7 @@ class SharedDialbackSecret implements DialbackSecret {
     // A node that did not join at start cannot reach etcd: no second timeout here.
     const agreed = pool.membership.online ? await s.agreeWith(kept).catch((err: unknown) => {
       log.warn('cluster.dialback-secret-unreachable', { node: pool.name, error: (err as Error).message });
+      s.unreachable = true;
       return null;
     }) : null;
     if (agreed !== null) {
@@ -108,12 +118,20 @@ class SharedDialbackSecret implements DialbackSecret {
     }
     log.info('cluster.dialback-secret', { node: pool.name, source: s.source, file });
     if (s.source === 'etcd') s.enqueue(() => s.startWatch());
+    // Also while the node stays in the pool (a short etcd outage loses no lease, so no 'online').
+    s.retry = setInterval(() => {
+      if (s.retrying || (s.source === 'etcd' && s.watcher !== null)) return;
+      s.retrying = true;
+      s.enqueue(() => s.agree('etcd answered').finally(() => (s.retrying = false)));
+    }, RETRY_MS);
+    s.retry.unref();
     s.started();
     return s;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.retry);
     this.pool.membership.off('online', this.onOnline);
     await this.chain;
     await this.watcher?.cancel().catch(() => {});
@@ -143,9 +161,11 @@ class SharedDialbackSecret implements DialbackSecret {
     try {
       secret = await this.agreeWith(this.current);
     } catch (err) {
-      this.log.warn('cluster.dialback-secret-unreachable', { node: this.pool.name, error: (err as Error).message });
+      if (!this.unreachable) this.log.warn('cluster.dialback-secret-unreachable', { node: this.pool.name, error: (err as Error).message });
+      this.unreachable = true;
       return;
     }
+    this.unreachable = false;
     await this.adopt(secret, why);
     if (!this.watcher) await this.startWatch();
   }
@@ -189,7 +209,8 @@ class SharedDialbackSecret implements DialbackSecret {
       });
       this.watcher = watcher;
     } catch (err) {
-      this.log.warn('cluster.dialback-secret-watch-failed', { node: this.pool.name, error: (err as Error).message });
+      if (!this.unreachable) this.log.warn('cluster.dialback-secret-watch-failed', { node: this.pool.name, error: (err as Error).message });
+      this.unreachable = true;
     }
   }
 

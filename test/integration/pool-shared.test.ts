@@ -13,6 +13,7 @@
  * Addresses: etcd on 127.0.0.81-.83 with client/peer ports 32389/32390 (test/interop/README.md,
  * block 8x); everything else on 127.0.0.1, ports chosen by the OS.
  */
+import { randomBytes } from 'node:crypto';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -263,6 +264,25 @@ describe('with etcd stopped, and back', () => {
     }
     const stored = JSON.parse((await etcd.client().get(`${PREFIX}approvals/carol@corp.test dave@u2.test`).string()) ?? '{}') as Record<string, unknown>;
     expect(stored).toMatchObject({ local: 'carol@corp.test', remote: 'dave@u2.test', node: 'gw1' });
+  }, 30_000);
+});
+
+describe('the secret follows etcd while the nodes run', () => {
+  it('a secret changed in etcd is taken by every node; a deleted one is created again with it', async () => {
+    const rotated = randomBytes(32).toString('hex');
+    await etcd.client().put(`${PREFIX}dialback-secret`).value(rotated);
+    for (const name of ['gw1', 'gw2', 'gw3']) {
+      expect(await eventually(async () => (await keptSecret(name)) === rotated, 3_000, 50), name).toBe(true);
+    }
+    await etcd.client().delete().key(`${PREFIX}dialback-secret`);
+    expect(await eventually(async () => (await etcd.client().get(`${PREFIX}dialback-secret`).string()) === rotated, 3_000, 50)).toBe(true);
+    // Still one secret: a key gw3 makes now verifies on gw2.
+    verifier = 'gw2';
+    const before = verifications.length;
+    const inside = await fromInside('gw3', 'u2.test');
+    inside.send(chat('grace@corp.test/r', 'heidi@u2.test/r', 'after-rotation'));
+    await partner.waitForStanza((el) => el.attrs.id === 'after-rotation', 15_000);
+    expect(verifications.slice(before)).toEqual([{ node: 'gw2', to: 'u2.test', answer: 'valid' }]);
   }, 30_000);
 });
 
