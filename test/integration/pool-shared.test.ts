@@ -135,7 +135,7 @@ async function approvalsOn(name: string): Promise<{ local: string; remote: strin
 const holds = async (name: string, local: string, remote: string): Promise<boolean> =>
   (await approvalsOn(name)).some((a) => a.local === local && a.remote === remote);
 
-/** The db:result node `to`-bound keys the partner server received for `domain`, newest last. */
+/** Every db:result (a node's key) the partner server received for `domain`, newest last. */
 const resultsFor = (domain: string): DbResultRecord[] => partner.connections.flatMap((c) => c.dbResults).filter((r) => r.to === domain);
 
 const keptSecret = async (name: string): Promise<string> => (await readFile(join(node(name).dir, 'state/dialback-secret'), 'utf8')).trim();
