@@ -69,7 +69,7 @@ export interface PoolApprovalStoreOptions {
 }
 
 /** One queued etcd change; applied in queue order. */
-type EtcdOp =
+export type EtcdOp =
   | { readonly kind: 'put'; readonly key: string; readonly value: string }
   | { readonly kind: 'delete'; readonly key: string }
   | { readonly kind: 'deletePrefix'; readonly prefix: string };
@@ -420,8 +420,12 @@ export class PoolApprovalStore implements ApprovalStore {
   }
 }
 
-/** The longest prefix of `queue` that one transaction may carry: etcd refuses a key touched twice in one txn. */
-function nextBatch(queue: readonly EtcdOp[]): EtcdOp[] {
+/**
+ * The longest prefix of `queue` that one transaction may carry: etcd refuses a transaction that
+ * touches a key twice (a put and a delete of it, or a put inside a deleted range), and one of more
+ * than `--max-txn-ops` operations.
+ */
+export function nextBatch(queue: readonly EtcdOp[]): EtcdOp[] {
   const batch: EtcdOp[] = [];
   for (const op of queue) {
     if (batch.length >= MAX_TXN_OPS || batch.some((b) => overlaps(b, op))) break;
