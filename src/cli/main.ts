@@ -17,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { DEFAULT_CONFIG_PATH, loadGatewayConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
-import { PartnerStore } from '../policy/partner-store.js';
+import { partnerStoreFor } from '../cluster/central-store.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { argvToPowerShellLine, helpOnlyLine, isCmdletName, runCmdletLine } from './cmdlet-runner.js';
 import { commandHelp, cmdletHelp, GLOBAL_USAGE } from './help.js';
@@ -111,7 +111,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     const { auditCommand } = await import('../admin/audit-command.js');
     return auditCommand(config, json, args);
   }
-  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
+  // partners.yaml, or in a pool the list in etcd, reached directly: no running gateway is needed
+  // (docs/design.md section 11).
+  const store = partnerStoreFor(config);
   // Every committed change goes to the audit trail, as the OS user who ran the command.
   const audit = new AuditLog(config.auditLog);
   const actor = osActor();
@@ -135,6 +137,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ask: process.stdin.isTTY ? askOnTerminal : undefined,
     warn,
     whatIfLine: (line) => (json ? process.stderr : process.stdout).write(`${line}\n`),
+    infoLine: (line) => (json ? process.stderr : process.stdout).write(`${line}\n`),
   };
   const print = (records: readonly PartnerRecord[], always: boolean) => {
     if (json) {
