@@ -6,6 +6,7 @@
  *   xmpp-gateway [--config FILE] reload|stop
  *   xmpp-gateway [--config FILE] [--json] approvals list | revoke --local JID [--remote JID]
  *   xmpp-gateway [--config FILE] [--json] check | probe DOMAIN | explain --from DOMAIN | import FILE
+ *   xmpp-gateway [--config FILE] [--json] cluster import [--force]
  *   xmpp-gateway [--config FILE] [--json] partner get|new|set|remove [--options]
  *   xmpp-gateway [--config FILE] [--json] cmdlet '<one PowerShell command line>'
  *   xmpp-gateway [--config FILE] [--json] Get-CsXmppAllowedPartner -Filter "*.org"
@@ -88,6 +89,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (command === 'check' || command === 'probe' || command === 'explain' || command === 'import') {
     const diagnostics = await import('./diagnostic-commands.js');
     return diagnostics.DIAGNOSTIC_COMMANDS[command](configPath, json, args);
+  }
+  if (command === 'cluster') {
+    const { clusterCommand } = await import('./cluster-command.js');
+    return clusterCommand(configPath, json, args);
   }
   if (command === 'reload' || command === 'stop') {
     const control = await import('../admin/control-commands.js');
