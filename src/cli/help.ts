@@ -20,7 +20,7 @@ export const GLOBAL_USAGE = `usage: xmpp-gateway [--config FILE] [--json] <comma
 commands:
   serve                               run the gateway in the foreground
   status                              list the running gateway's live streams
-  reload                              make the running gateway re-read partners.yaml
+  reload                              make the running gateway re-read partners.yaml (in a pool: etcd)
   stop                                stop the running gateway
   approvals list                      PublicUnverified approvals: which local user reached out to whom
   approvals revoke --local JID [--remote JID]
@@ -81,8 +81,8 @@ const COMMANDS: Record<string, CommandHelp> = {
   reload: {
     usage: 'xmpp-gateway [--config FILE] reload',
     summary:
-      'Makes the running gateway re-read partners.yaml now (POST /reload on its admin listener). An invalid file is not\n' +
-      'applied: the error (file, line, field) is printed and the exit status is 1.',
+      'Makes the running gateway re-read partners.yaml now (POST /reload on its admin listener; in a pool, the list in\n' +
+      'etcd). An invalid list is not applied: the error (file, line, field) is printed and the exit status is 1.',
     options: [CONFIG_OPTION],
     examples: ['xmpp-gateway reload', 'xmpp-gateway --config /etc/xmpp-gateway/gateway.yaml reload'],
   },
