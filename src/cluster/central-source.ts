@@ -60,7 +60,13 @@ export class CentralSource implements PartnerSource {
     this.watchKey(events);
     void readTextOrEmpty(this.partnersFile).catch(() => '').then((text) => {
       this.fileText = text;
-      if (!this.stopped) this.handEdits.watch({ changed: () => void this.checkHandEdit(events), refused: () => {} });
+      if (this.stopped) return;
+      try {
+        this.handEdits.watch({ changed: () => void this.checkHandEdit(events), refused: () => {} });
+      } catch (err) {
+        // No directory to watch (partners.yaml is optional in a pool): there is no file to hand-edit.
+        this.log.info('partners.file-not-watched', { file: this.partnersFile, error: (err as Error).message });
+      }
     });
   }
 

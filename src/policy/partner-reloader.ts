@@ -15,6 +15,7 @@
  * (or with no partners when it has none) and keeps watching, so it catches up when etcd answers.
  */
 import { EventEmitter } from 'node:events';
+import { ConfigError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readLocalStore, writeLocalStore } from './local-store.js';
 import { PartnerDocument } from './partner-file.js';
@@ -39,7 +40,9 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   /** The version in force (its etcd revision is shown by status and -LocalStore). */
   private applied: ListText | undefined;
   private running: Promise<void> = Promise.resolve();
-  /** The last reload error, shown in status until a valid list is applied. */
+  /** Why the source could not be read the last time it was tried; cleared by the next read that works. */
+  private unreachable: Error | undefined;
+  /** The last reload error, shown in status until a valid list is applied (or the source answers again). */
   lastError: Error | undefined;
   /** Where the list in force came from: the source, or the local store file it started from. */
   origin: string;
@@ -109,9 +112,11 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     refused: (error) => void this.enqueue(async () => this.fail(error, undefined)),
   };
 
+  /** One step at a time; a step that throws (a listener, say) is reported and does not stop the ones after it. */
   private enqueue(step: () => Promise<void>): Promise<void> {
-    this.running = this.running.then(step);
-    return this.running;
+    const run = this.running.then(step).catch((err: Error) => this.fail(err, undefined));
+    this.running = run.catch(() => undefined);
+    return run;
   }
 
   private async reloadOnce(offered: ListText | undefined, force: boolean, by: ReloadRequester | undefined): Promise<void> {
@@ -119,9 +124,11 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     try {
       next = offered ?? (await this.source.read());
     } catch (err) {
+      this.unreachable = err as Error;
       this.fail(err as Error, by);
       return;
     }
+    if (!offered) this.reachedAgain();
     if (!force && this.seen && next.text === this.seen.text && next.revision === this.seen.revision) {
       if (this.applied === this.seen && this.origin !== this.source.location) this.confirmLocalStore();
       return;
@@ -146,6 +153,7 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
   /** The source is unreachable or invalid at start-up (a pool node): its local store, else nothing. */
   private async startFromLocalStore(reason: Error): Promise<void> {
     this.lastError = reason;
+    if (!(reason instanceof ConfigError)) this.unreachable = reason; // not an invalid list: etcd away
     const why = reason.message.split('\n')[0]!;
     let stored;
     try {
@@ -178,10 +186,15 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     });
   }
 
+  /** A read worked: an error that said the source could not be read is no longer true. */
+  private reachedAgain(): void {
+    if (this.unreachable && this.lastError === this.unreachable) this.lastError = undefined;
+    this.unreachable = undefined;
+  }
+
   /** The source answers again with the very version the node started from: nothing to apply. */
   private confirmLocalStore(): void {
     this.origin = this.source.location;
-    this.lastError = undefined;
     this.log?.info('partners.source-confirmed', { source: this.source.location, revision: this.revision, partners: this.snapshot.size });
   }
 

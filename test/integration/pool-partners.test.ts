@@ -296,6 +296,13 @@ describe('the partner list of a pool lives in etcd', () => {
       const refused = await cli(nodes[0]!, ['partner', 'new', '--identity', 'while-down.example']);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(/^error: cannot read the partner list: etcd \(http:\/\/127\.0\.0\.81:12379, http:\/\/127\.0\.0\.82:12379, http:\/\/127\.0\.0\.83:12379\) did not answer: [^\n]+; nothing was changed\n$/);
+      const n1 = nodes[0]!;
+      const panel = await http(n1.adminPort, 'POST', '/api/partners', {
+        headers: { authorization: `Bearer ${n1.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ Identity: 'while-down.example' }),
+      });
+      expect(panel.status).toBe(503);
+      expect(JSON.parse(panel.body).error).toMatch(/^cannot read the partner list: etcd \(.*\) did not answer: [^\n]+; nothing was changed$/);
 
       const n3 = nodes[2]!;
       await stopNode(n3);

@@ -239,6 +239,14 @@ describe('the reloader on the etcd source', () => {
       expect(second.reloader.origin).toBe(`etcd:${cluster.etcd.prefix}partners`);
       expect(second.reloader.lastError).toBeUndefined();
       console.log(`caught up ${Date.now() - back} ms after etcd was healthy again`);
+
+      // A forced reload while etcd is away fails and says why, until etcd answers again.
+      await etcd.stopAll();
+      await second.reloader.reload(true, { who: 'SIGHUP', via: 'signal' });
+      expect(second.reloader.lastError?.message).toMatch(/^cannot read the partner list: etcd .* did not answer/);
+      expect(second.reloader.current.size).toBe(2);
+      await etcd.startAll();
+      await until(() => second.reloader.lastError === undefined, 10_000);
     } finally {
       await etcd.startAll();
     }
