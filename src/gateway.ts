@@ -98,7 +98,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   // partners.yaml, or in a pool the list in etcd (docs/design.md section 11).
   const reloader = new PartnerReloader(partnerSourceFor(config, pool?.etcd ?? null, log), new Set(config.localDomains.map((d) => d.domain)), config.localStore, log);
   await reloader.start();
-  log.info('partners.loaded', { partners: reloader.current.size, file: reloader.origin, revision: reloader.revision });
+  log.info('partners.loaded', { partners: reloader.current.size, file: reloader.origin, revision: reloader.revision ?? undefined });
   if (reloader.current.size === 0) log.warn('partners.empty', { file: reloader.location, message: NO_PARTNERS_WARNING, hint: reloader.emptyHint });
 
   const streams = new Set<S2SStream>();
@@ -178,7 +178,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   reloader.on('reloaded', (list, previous) => {
     metrics.reloads.inc(['ok']);
     metrics.partners.set(list.size);
-    log.info('partners.reloaded', { partners: list.size, revision: reloader.revision });
+    log.info('partners.reloaded', { partners: list.size, revision: reloader.revision ?? undefined });
     if (list.size === 0) log.warn('partners.empty', { file: reloader.location, message: NO_PARTNERS_WARNING, before: previous.size });
     supervisor.recheck(list);
     // docs/design.md section 6: what waits for a removed partner is bounced, in both directions.
