@@ -24,9 +24,9 @@ import { DialbackVerifier } from './negotiation/dialback-verifier.js';
 import { listen, type Listener } from './net/listener.js';
 import { DnsView } from './net/dns-view.js';
 import { Resolver } from './net/resolver.js';
+import { partnerSourceFor } from './cluster/central-source.js';
 import { PartnerReloader } from './policy/partner-reloader.js';
 import { FileApprovalStore } from './policy/approvals.js';
-import { PartnerStore } from './policy/partner-store.js';
 import { LocalResponder } from './routing/local-responder.js';
 import { OutboundPool, type PoolLimits } from './routing/outbound-pool.js';
 import { internalRealm, partnerRealm, type Realm } from './routing/realm.js';
@@ -100,11 +100,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   const approvals = pool
     ? await PoolApprovalStore.open({ etcd: pool.etcd, nodeName: pool.name, file: config.approvals.file, maxEntries: config.approvals.maxEntries, etcdReachable: pool.membership.online, log })
     : await FileApprovalStore.open({ file: config.approvals.file, maxEntries: config.approvals.maxEntries, log });
-  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
-  const reloader = new PartnerReloader(store, config.localStore, config.reloadDebounceMs);
+  // partners.yaml, or in a pool the list in etcd (docs/design.md section 11).
+  const reloader = new PartnerReloader(partnerSourceFor(config, pool?.etcd ?? null, log), new Set(config.localDomains.map((d) => d.domain)), config.localStore, log);
   await reloader.start();
-  log.info('partners.loaded', { partners: reloader.current.size, file: config.partners });
-  if (reloader.current.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING });
+  log.info('partners.loaded', { partners: reloader.current.size, file: reloader.origin, revision: reloader.revision ?? undefined });
+  if (reloader.current.size === 0) log.warn('partners.empty', { file: reloader.location, message: NO_PARTNERS_WARNING, hint: reloader.emptyHint });
 
   const streams = new Set<S2SStream>();
   const liveStreams = { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) };
@@ -185,8 +185,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
   reloader.on('reloaded', (list, previous) => {
     metrics.reloads.inc(['ok']);
     metrics.partners.set(list.size);
-    log.info('partners.reloaded', { partners: list.size });
-    if (list.size === 0) log.warn('partners.empty', { file: config.partners, message: NO_PARTNERS_WARNING, before: previous.size });
+    log.info('partners.reloaded', { partners: list.size, revision: reloader.revision ?? undefined });
+    if (list.size === 0) log.warn('partners.empty', { file: reloader.location, message: NO_PARTNERS_WARNING, before: previous.size });
     supervisor.recheck(list);
     // docs/design.md section 6: what waits for a removed partner is bounced, in both directions.
     const removed = 'the partner was removed from the allowed-partner list';
@@ -243,7 +243,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
   async function startAdmin(): Promise<AdminServer | null> {
     if (!config.admin) return null;
-    extras = await adminExtras(config, config.admin, { streams, limits, audit, feed: panelFeed, log });
+    extras = await adminExtras(config, config.admin, { streams, limits, audit, feed: panelFeed, log, etcd: pool?.etcd ?? null });
     const server = await startAdminServer({
         ...extras.options,
         host: config.admin.listen.host,
@@ -253,7 +253,10 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
         approvals,
         partnersInfo: () => ({
           count: reloader.current.size,
-          file: config.partners,
+          file: reloader.location,
+          // In a pool: the etcd revision in force, and where it came from (etcd, or the local store).
+          revision: reloader.revision,
+          origin: reloader.origin,
           lastReloadError: reloader.lastError?.message ?? null,
           warning: reloader.current.size === 0 ? NO_PARTNERS_WARNING : null,
           // The last refusals per partner ('-': domains that are not partners), for `explain`.
@@ -261,7 +264,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
         }),
         reload: async (by) => {
           await reloader.reload(true, by);
-          return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: config.partners };
+          return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: reloader.location };
         },
         ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
       });

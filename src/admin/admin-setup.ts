@@ -3,6 +3,8 @@
  * HTTPS, the panel and its API, the local credential for the CLI, and reloads in the audit trail.
  */
 import { readFile } from 'node:fs/promises';
+import { partnerStoreFor } from '../cluster/central-store.js';
+import type { EtcdConnection } from '../cluster/etcd.js';
 import type { AdminConfig, GatewayConfig } from '../config/schema.js';
 import { ConfigError } from '../errors.js';
 import type { GatewayContext } from '../gateway-context.js';
@@ -44,7 +46,7 @@ export function checkAdminTls(config: GatewayConfig, admin: AdminConfig): void {
 export async function adminExtras(
   config: GatewayConfig,
   admin: AdminConfig,
-  deps: { streams: ReadonlySet<S2SStream>; limits: ConnectionLimits; audit: AuditLog; feed: PanelFeed; log: Logger; ctx?: GatewayContext },
+  deps: { streams: ReadonlySet<S2SStream>; limits: ConnectionLimits; audit: AuditLog; feed: PanelFeed; log: Logger; ctx?: GatewayContext; etcd?: EtcdConnection | null },
 ): Promise<AdminExtras> {
   checkAdminTls(config, admin);
   let tls: { cert: string; key: string } | undefined;
@@ -57,8 +59,8 @@ export async function adminExtras(
   }
   const auth = new AdminAuth({ users: new AdminUserFile(admin.usersFile), secureCookies: tls !== undefined });
   const api = partnersApi({
-    partnersFile: config.partners,
-    localDomains: new Set(config.localDomains.map((d) => d.domain)),
+    // partners.yaml, or in a pool the list in etcd through this node's connection (docs/design.md section 11).
+    openStore: () => partnerStoreFor(config, deps.etcd),
     streams: () => deps.streams,
     limits: deps.limits,
     audit: deps.audit,

@@ -7,7 +7,8 @@ import { loadGatewayConfig } from '../config/load.js';
 import type { GatewayConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import type { PartnerList } from '../policy/partner-list.js';
-import { PartnerStore } from '../policy/partner-store.js';
+import { partnerStoreFor } from '../cluster/central-store.js';
+import type { PartnerListStore } from '../policy/partner-store.js';
 
 type Spec = Record<string, { type: 'string' | 'boolean' }>;
 
@@ -24,9 +25,9 @@ export function commandArgs<S extends Spec>(command: string, args: readonly stri
   return parsed;
 }
 
-/** gateway.yaml and the partner list it names, as `serve` reads them. */
-export async function loadConfigAndPartners(configPath: string): Promise<{ config: GatewayConfig; partners: PartnerList; store: PartnerStore }> {
+/** gateway.yaml and the partner list it names (partners.yaml, or in a pool the list in etcd). */
+export async function loadConfigAndPartners(configPath: string): Promise<{ config: GatewayConfig; partners: PartnerList; store: PartnerListStore }> {
   const config = await loadGatewayConfig(configPath, (msg) => process.stderr.write(`WARNING: ${msg}\n`));
-  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
+  const store = partnerStoreFor(config);
   return { config, partners: await store.read(), store };
 }

@@ -20,7 +20,7 @@ export const GLOBAL_USAGE = `usage: xmpp-gateway [--config FILE] [--json] <comma
 commands:
   serve                               run the gateway in the foreground
   status                              list the running gateway's live streams
-  reload                              make the running gateway re-read partners.yaml
+  reload                              make the running gateway re-read partners.yaml (in a pool: etcd)
   stop                                stop the running gateway
   approvals list                      PublicUnverified approvals: which local user reached out to whom
   approvals revoke --local JID [--remote JID]
@@ -33,6 +33,7 @@ commands:
   explain --from DOMAIN [--certificate FILE] [--tls]
                                       what the gateway would do with a stream from DOMAIN, and why
   import FILE [--what-if] [--force]   partners from a Lync / Skype for Business export, all or nothing
+  cluster import [--force]            a pool: load partners.yaml into etcd once (the list every node applies)
   cmdlet '<PowerShell line>'          the *-CsXmppAllowedPartner cmdlets as one PowerShell line
   Get-CsXmppAllowedPartner ...        the cmdlets by name: Get-, New-, Set-, Remove-CsXmppAllowedPartner
   Get-Help <cmdlet> [-Examples]       a cmdlet's parameters, types, defaults and examples
@@ -80,8 +81,8 @@ const COMMANDS: Record<string, CommandHelp> = {
   reload: {
     usage: 'xmpp-gateway [--config FILE] reload',
     summary:
-      'Makes the running gateway re-read partners.yaml now (POST /reload on its admin listener). An invalid file is not\n' +
-      'applied: the error (file, line, field) is printed and the exit status is 1.',
+      'Makes the running gateway re-read partners.yaml now (POST /reload on its admin listener; in a pool, the list in\n' +
+      'etcd). An invalid list is not applied: the error (file, line, field) is printed and the exit status is 1.',
     options: [CONFIG_OPTION],
     examples: ['xmpp-gateway reload', 'xmpp-gateway --config /etc/xmpp-gateway/gateway.yaml reload'],
   },
@@ -173,6 +174,20 @@ const COMMANDS: Record<string, CommandHelp> = {
     ],
     examples: ['xmpp-gateway import lync-partners.txt --what-if', 'xmpp-gateway import partners.csv --force'],
   },
+  cluster: {
+    usage: 'xmpp-gateway [--config FILE] [--json] cluster import [--force]',
+    summary:
+      'A gateway pool (gateway.yaml cluster section) keeps its partner list in etcd, under <prefix>partners; every node\n' +
+      'applies each revision of it, and the partner commands and the panel edit it there. `cluster import` validates\n' +
+      'partners.yaml (gateway.yaml `partners`) and loads it into etcd once: refused when etcd already holds a list, unless\n' +
+      '--force. Talks to etcd directly; no gateway needs to run. Exit status 1 when nothing was imported.',
+    options: [
+      CONFIG_OPTION,
+      ['--json', 'print {"imported", "from", "to", "revision", "replaced"}'],
+      ['--force', 'replace the list etcd holds (default: refuse when there is one)'],
+    ],
+    examples: ['xmpp-gateway cluster import', 'xmpp-gateway --config /etc/xmpp-gateway/gateway.yaml cluster import --force'],
+  },
   cmdlet: {
     usage: "xmpp-gateway [--config FILE] [--json] cmdlet '<PowerShell command line>'",
     summary:
@@ -201,7 +216,7 @@ const PARAMETER_HELP: Record<string, ParameterHelp> = {
   Identity: { type: 'XdsGlobalRelativeIdentity', value: 'DOMAIN', text: "The partner's primary domain (e.g. fabrikam.com); the first positional value. At least two labels, not one of the gateway's localDomains." },
   Domain: { type: 'String', value: 'DOMAIN', text: 'The primary domain, as -Identity; use one of the two, not both.' },
   Filter: { type: 'String', value: 'PATTERN', text: 'PowerShell -like wildcards matched against Identity, ignoring case (e.g. "*.org").' },
-  LocalStore: { type: 'SwitchParameter', text: "Reads the list this gateway node last applied (its local store) instead of partners.yaml." },
+  LocalStore: { type: 'SwitchParameter', text: "Reads the list this gateway node last applied (its local store, with the etcd revision in a pool) instead of partners.yaml or etcd." },
   Instance: { type: 'PSObject', value: 'FILE|-', text: 'Partner records to commit (from Get, or from New -InMemory, which is the only record Set creates a partner from). Long form: a file of records, or - for stdin.' },
   AdditionalDomains: { type: 'PSListModifier', value: 'D1,D2', text: 'More domains of the same partner. A list replaces, @{Add="d"} and @{Remove="d"} edit, $Null clears (long form: --add-domain, --remove-domain, --clear-additional-domains).' },
   ConnectionLimit: { type: 'UInt32', value: 'N', text: "Authenticated streams per direction across the partner's domains; 1 or more, unset ('' / $Null) for gateway.yaml's partnerConnectionLimit." },
@@ -349,6 +364,8 @@ function partnerHelp(): string {
     '',
     'Reads and edits the allowed-partner list (gateway.yaml `partners`, default partners.yaml next to it). Each verb is',
     'the cmdlet of the same name: get = Get-CsXmppAllowedPartner, new = New-, set = Set-, remove = Remove-.',
+    'In a pool (gateway.yaml cluster section) they read and edit the list in etcd instead, with compare-and-swap, so',
+    "edits made at the same time through different nodes all land; see 'xmpp-gateway cluster --help'.",
     "'xmpp-gateway partner <verb> --help' lists a verb's options with their defaults.",
     '',
     'examples:',

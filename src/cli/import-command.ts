@@ -33,7 +33,7 @@ export async function importCommand(configPath: string, json: boolean, args: rea
     const problems = err instanceof ImportError ? err.problems : (err as { problems?: string[] }).problems;
     if (!problems) throw err;
     for (const p of problems) process.stderr.write(`error: ${p}\n`);
-    process.stderr.write(`error: ${problems.length} problem${problems.length === 1 ? '' : 's'}: nothing was imported (${store.file} unchanged)\n`);
+    process.stderr.write(`error: ${problems.length} problem${problems.length === 1 ? '' : 's'}: nothing was imported (${store.location} unchanged)\n`);
     return 1;
   }
   const warnings = [...parsed.warnings, ...result.warnings];

@@ -6,6 +6,7 @@
  *   xmpp-gateway [--config FILE] reload|stop
  *   xmpp-gateway [--config FILE] [--json] approvals list | revoke --local JID [--remote JID]
  *   xmpp-gateway [--config FILE] [--json] check | probe DOMAIN | explain --from DOMAIN | import FILE
+ *   xmpp-gateway [--config FILE] [--json] cluster import [--force]
  *   xmpp-gateway [--config FILE] [--json] partner get|new|set|remove [--options]
  *   xmpp-gateway [--config FILE] [--json] cmdlet '<one PowerShell command line>'
  *   xmpp-gateway [--config FILE] [--json] Get-CsXmppAllowedPartner -Filter "*.org"
@@ -17,7 +18,7 @@ import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { DEFAULT_CONFIG_PATH, loadGatewayConfig } from '../config/load.js';
 import { GatewayError } from '../errors.js';
-import { PartnerStore } from '../policy/partner-store.js';
+import { partnerStoreFor } from '../cluster/central-store.js';
 import type { PartnerRecord } from '../policy/types.js';
 import { argvToPowerShellLine, helpOnlyLine, isCmdletName, runCmdletLine } from './cmdlet-runner.js';
 import { commandHelp, cmdletHelp, GLOBAL_USAGE } from './help.js';
@@ -89,6 +90,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     const diagnostics = await import('./diagnostic-commands.js');
     return diagnostics.DIAGNOSTIC_COMMANDS[command](configPath, json, args);
   }
+  if (command === 'cluster') {
+    const { clusterCommand } = await import('./cluster-command.js');
+    return clusterCommand(configPath, json, args);
+  }
   if (command === 'reload' || command === 'stop') {
     const control = await import('../admin/control-commands.js');
     return command === 'reload' ? control.reload(configPath) : control.stop(configPath);
@@ -111,7 +116,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     const { auditCommand } = await import('../admin/audit-command.js');
     return auditCommand(config, json, args);
   }
-  const store = new PartnerStore(config.partners, new Set(config.localDomains.map((d) => d.domain)));
+  // partners.yaml, or in a pool the list in etcd, reached directly: no running gateway is needed
+  // (docs/design.md section 11).
+  const store = partnerStoreFor(config);
   // Every committed change goes to the audit trail, as the OS user who ran the command.
   const audit = new AuditLog(config.auditLog);
   const actor = osActor();
@@ -135,6 +142,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ask: process.stdin.isTTY ? askOnTerminal : undefined,
     warn,
     whatIfLine: (line) => (json ? process.stderr : process.stdout).write(`${line}\n`),
+    infoLine: (line) => (json ? process.stderr : process.stdout).write(`${line}\n`),
   };
   const print = (records: readonly PartnerRecord[], always: boolean) => {
     if (json) {

@@ -3,17 +3,16 @@
  * Returns the records the command emits to the pipeline (Get, -InMemory, -WhatIf) so the
  * cmdlet-line runner can feed them to the next stage; the caller prints what is left at the end.
  */
-import { readFile } from 'node:fs/promises';
 import { GatewayError, UsageError } from '../errors.js';
+import { readLocalStore } from '../policy/local-store.js';
 import { PartnerList } from '../policy/partner-list.js';
 import { createPartner, removePartners, selectPartners, updatePartners, type EditResult } from '../policy/partner-ops.js';
-import type { PartnerStore } from '../policy/partner-store.js';
+import type { PartnerListStore } from '../policy/partner-store.js';
 import type { PartnerRecord } from '../policy/types.js';
-import { recordFromObject } from '../policy/validate.js';
 import { CMDLET_NAMES, type PartnerInvocation } from './partner-invocation.js';
 
 export interface ExecutionContext {
-  readonly store: PartnerStore;
+  readonly store: PartnerListStore;
   readonly localStorePath: string;
   /** Records piped in on stdin, read only when a Set/Remove names no partner otherwise. */
   readonly readPipedRecords: () => Promise<PartnerRecord[] | null>;
@@ -22,6 +21,8 @@ export interface ExecutionContext {
   readonly warn: (message: string) => void;
   /** Where "What if:" lines go (stdout for people, stderr when stdout carries JSON). */
   readonly whatIfLine: (message: string) => void;
+  /** Where -LocalStore says which revision it shows (as whatIfLine; absent: not said). */
+  readonly infoLine?: (message: string) => void;
 }
 
 export async function executePartner(
@@ -33,7 +34,7 @@ export async function executePartner(
   switch (inv.verb) {
     case 'get': {
       if (inv.identity !== undefined && inv.filter !== undefined) throw new UsageError('use -Identity or -Filter, not both', 'Filter');
-      const list = inv.localStore ? await readLocalStore(ctx.localStorePath) : await ctx.store.read();
+      const list = inv.localStore ? await localStoreList(ctx) : await ctx.store.read();
       return selectPartners(list, inv);
     }
     case 'new': {
@@ -93,13 +94,11 @@ function finish(inv: PartnerInvocation, ctx: ExecutionContext, cmdlet: string, r
   return emit ? result.records : [];
 }
 
-async function readLocalStore(path: string): Promise<PartnerList> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new UsageError(`no local store at ${path}: the gateway on this node has not applied a partner list yet`, 'LocalStore');
-  }
-  const parsed = JSON.parse(text) as { partners?: Record<string, unknown>[] };
-  return new PartnerList((parsed.partners ?? []).map((p) => recordFromObject(p)));
+/** -LocalStore: the list this node's gateway last applied (src/policy/local-store.ts), and which revision it is. */
+async function localStoreList(ctx: ExecutionContext): Promise<PartnerList> {
+  const stored = await readLocalStore(ctx.localStorePath);
+  if (!stored) throw new UsageError(`no local store at ${ctx.localStorePath}: the gateway on this node has not applied a partner list yet`, 'LocalStore');
+  const revision = stored.revision === null ? '' : ` at revision ${stored.revision}`;
+  ctx.infoLine?.(`Local store ${ctx.localStorePath}: ${stored.source}${revision}, applied ${stored.appliedAt}`);
+  return new PartnerList(stored.records);
 }

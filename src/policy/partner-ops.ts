@@ -8,7 +8,7 @@ import { UsageError } from '../errors.js';
 import { matchesWildcard } from './wildcard.js';
 import type { PartnerDocument } from './partner-file.js';
 import type { PartnerList } from './partner-list.js';
-import type { PartnerStore } from './partner-store.js';
+import type { PartnerListStore } from './partner-store.js';
 import { PROPERTY_NAMES, type PartnerChanges, type PartnerRecord, type PropertyName } from './types.js';
 import { isInMemory, markInMemory, withoutInMemory } from './in-memory.js';
 import { applyChanges, checkCombination, checkNotLocal, newRecord, sameValue } from './validate.js';
@@ -35,7 +35,7 @@ export function selectPartners(list: PartnerList, query: { identity?: string; fi
 
 /** New-CsXmppAllowedPartner: builds the record (not saved when inMemory / whatIf). */
 export async function createPartner(
-  store: PartnerStore,
+  store: PartnerListStore,
   identity: string,
   changes: PartnerChanges,
   opts: { whatIf?: boolean; inMemory?: boolean },
@@ -68,7 +68,7 @@ export interface SetTarget {
  * `New -InMemory` (the cmdlets' way to build a partner before saving it), which creates it.
  */
 export async function updatePartners(
-  store: PartnerStore,
+  store: PartnerListStore,
   targets: readonly SetTarget[],
   changes: PartnerChanges,
   opts: { whatIf?: boolean },
@@ -104,7 +104,7 @@ export async function updatePartners(
 
 /** Remove-CsXmppAllowedPartner: all named partners must exist, else nothing is removed. */
 export async function removePartners(
-  store: PartnerStore,
+  store: PartnerListStore,
   identities: readonly string[],
   opts: { whatIf?: boolean },
 ): Promise<EditResult> {
@@ -140,7 +140,7 @@ export interface ImportResult {
  * Identity exists is left alone unless `force`, which replaces it.
  */
 export async function importPartners(
-  store: PartnerStore,
+  store: PartnerListStore,
   records: readonly PartnerRecord[],
   opts: { force?: boolean; whatIf?: boolean },
 ): Promise<ImportResult & { problems: string[] }> {
@@ -195,7 +195,7 @@ function chosenProperties(changes: PartnerChanges): Set<PropertyName> {
   return new Set(Object.keys(changes) as PropertyName[]);
 }
 
-function checkDomainsFree(store: PartnerStore, doc: PartnerDocument, record: PartnerRecord): void {
+function checkDomainsFree(store: PartnerListStore, doc: PartnerDocument, record: PartnerRecord): void {
   checkLocal(store, record);
   for (const other of doc.records) {
     if (other.Identity === record.Identity) continue;
@@ -208,7 +208,7 @@ function checkDomainsFree(store: PartnerStore, doc: PartnerDocument, record: Par
   }
 }
 
-function checkLocal(store: PartnerStore, record: PartnerRecord): void {
+function checkLocal(store: PartnerListStore, record: PartnerRecord): void {
   const local = checkNotLocal(record, store.localDomains);
   if (local) throw new UsageError(`${local.field}: ${local.message}`, local.field);
 }

@@ -1,23 +1,28 @@
 /**
- * Keeps the gateway's partner snapshot in step with partners.yaml (docs/design.md section 6): the
- * directory is watched (the CLI replaces the file by rename, so watching the file's inode would
- * miss it), changes are debounced, SIGHUP and the admin endpoint force a reload. A file that
- * fails validation is not applied: the previous snapshot stays in force and the error (file,
- * line, field) is reported. A valid one replaces the snapshot with one reference swap.
+ * Keeps the gateway's partner snapshot in step with its source (docs/design.md section 6):
+ * partners.yaml, or in a pool the list in etcd (docs/design.md section 11; the sources are in
+ * src/policy/partner-source.ts and src/cluster/central-source.ts). The source says when the list
+ * may have changed; SIGHUP and the admin endpoint force a reload. A list that fails validation is
+ * not applied: the previous snapshot stays in force and the error (location, line, field) is
+ * reported. A valid one replaces the snapshot with one reference swap, then the node's local store
+ * (src/policy/local-store.ts) is rewritten with it.
  *
  * A missing file and an empty file are the same thing everywhere (serve, reload, `partner get`):
  * no partners. Applied, so a list emptied on purpose takes effect, and logged as a warning.
+ *
+ * Start-up: a file must be readable and valid (a bad file stops the start with its error). A pool
+ * node whose etcd cannot be reached, or holds an invalid list, starts from its local store instead
+ * (or with no partners when it has none) and keeps watching, so it catches up when etcd answers.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
 import { EventEmitter } from 'node:events';
-import { writeFileAtomic } from './atomic-write.js';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { readLocalStore, writeLocalStore } from './local-store.js';
+import { PartnerDocument } from './partner-file.js';
 import { PartnerList } from './partner-list.js';
-import { PartnerStore } from './partner-store.js';
-import { toJsonRecord } from './record-json.js';
+import type { ListText, PartnerSource, SourceEvents } from './partner-source.js';
 
-/** Who asked for a reload (the admin user, a signal); undefined for the file watcher. */
+/** Who asked for a reload (the admin user, a signal); undefined for the watcher. */
 export interface ReloadRequester {
   readonly who: string;
   readonly via: string;
@@ -30,20 +35,26 @@ export interface ReloadEvents {
 
 export class PartnerReloader extends EventEmitter<ReloadEvents> {
   private snapshot: PartnerList = PartnerList.EMPTY;
-  private watcher: FSWatcher | undefined;
-  private poll: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private lastText: string | undefined;
+  /** The version last read or offered, applied or refused: an unchanged one is not re-applied. */
+  private seen: ListText | undefined;
+  /** The version in force (its etcd revision is shown by status and -LocalStore). */
+  private applied: ListText | undefined;
   private running: Promise<void> = Promise.resolve();
-  /** The last reload error, shown in status until a valid file is applied. */
+  /** Why the source could not be read the last time it was tried; cleared by the next read that works. */
+  private unreachable: Error | undefined;
+  /** The last reload error, shown in status until a valid list is applied (or the source answers again). */
   lastError: Error | undefined;
+  /** Where the list in force came from: the source, or the local store file it started from. */
+  origin: string;
 
   constructor(
-    private readonly store: PartnerStore,
+    private readonly source: PartnerSource,
+    private readonly localDomains: ReadonlySet<string>,
     private readonly localStorePath: string,
-    private readonly debounceMs: number,
+    private readonly log?: Logger,
   ) {
     super();
+    this.origin = source.location;
   }
 
   /** The snapshot in force; the hot path reads this once per decision. */
@@ -51,67 +62,144 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     return this.snapshot;
   }
 
-  /** Loads the file for the first time; an invalid file here is fatal for start-up. */
+  /** Where the list lives (partners.yaml's path, or `etcd:<prefix>partners`). */
+  get location(): string {
+    return this.source.location;
+  }
+
+  /** The etcd revision of the list in force (null: a file, or nothing applied). */
+  get revision(): number | null {
+    return this.applied?.revision ?? null;
+  }
+
+  /** What to do about an empty list, from the source (e.g. "run cluster import"). */
+  get emptyHint(): string | undefined {
+    return this.source.emptyHint;
+  }
+
+  /** Loads the list for the first time, then watches the source. */
   async start(): Promise<void> {
-    const text = await this.readText();
-    this.snapshot = this.parse(text);
-    this.lastText = text;
+    let first: ListText;
+    let list: PartnerList;
+    try {
+      first = await this.source.read();
+      list = this.parse(first.text, this.source.location);
+    } catch (err) {
+      if (!this.source.fallsBackToLocalStore) throw err;
+      await this.startFromLocalStore(err as Error);
+      this.source.watch(this.events);
+      return;
+    }
+    this.snapshot = list;
+    this.seen = first;
+    this.applied = first;
     await this.writeLocalStore();
-    const dir = dirname(this.store.file);
-    const name = basename(this.store.file);
-    this.watcher = watch(dir, { persistent: false }, (_event, changed) => {
-      if (changed === null || changed === name) this.schedule();
-    });
-    this.watcher.on('error', () => this.schedule());
-    // Belt and braces for file systems where fs.watch misses renames: a cheap content check.
-    this.poll = setInterval(() => this.schedule(), 1000);
-    this.poll.unref();
+    this.source.watch(this.events);
   }
 
   stop(): void {
-    this.watcher?.close();
-    clearInterval(this.poll);
-    clearTimeout(this.debounce);
+    this.source.stop();
   }
 
-  schedule(): void {
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.reload(false), this.debounceMs);
-    this.debounce.unref();
-  }
-
-  /** Reloads now; `force` re-applies even when the text is unchanged (SIGHUP, admin endpoint). */
+  /** Reloads now; `force` re-applies even when the list is unchanged (SIGHUP, admin endpoint). */
   reload(force = true, by?: ReloadRequester): Promise<void> {
-    this.running = this.running.then(() => this.reloadOnce(force, by));
-    return this.running;
+    return this.enqueue(() => this.reloadOnce(undefined, force, by));
   }
 
-  private async reloadOnce(force: boolean, by: ReloadRequester | undefined): Promise<void> {
-    let text: string;
+  /** What the source reports; queued behind any reload in progress, so versions apply in order. */
+  private readonly events: SourceEvents = {
+    changed: (next) => void this.enqueue(() => this.reloadOnce(next, false, undefined)),
+    refused: (error) => void this.enqueue(async () => this.fail(error, undefined)),
+  };
+
+  /** One step at a time; a step that throws (a listener, say) is reported and does not stop the ones after it. */
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    const run = this.running.then(step).catch((err: Error) => this.fail(err, undefined));
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private async reloadOnce(offered: ListText | undefined, force: boolean, by: ReloadRequester | undefined): Promise<void> {
+    let next: ListText;
     try {
-      text = await this.readText();
+      next = offered ?? (await this.source.read());
     } catch (err) {
+      this.unreachable = err as Error;
       this.fail(err as Error, by);
       return;
     }
-    if (!force && text === this.lastText) return;
-    this.lastText = text;
-    let next: PartnerList;
+    if (!offered) this.reachedAgain();
+    if (!force && this.seen && next.text === this.seen.text && next.revision === this.seen.revision) {
+      if (this.applied === this.seen && this.origin !== this.source.location) this.confirmLocalStore();
+      return;
+    }
+    this.seen = next;
+    let list: PartnerList;
     try {
-      next = this.parse(text);
+      list = this.parse(next.text, this.source.location);
     } catch (err) {
       this.fail(err as Error, by);
       return;
     }
     const previous = this.snapshot;
-    this.snapshot = next;
+    this.snapshot = list;
+    this.applied = next;
+    this.origin = this.source.location;
     this.lastError = undefined;
     await this.writeLocalStore().catch((err: Error) => this.emit('failed', err, by));
-    this.emit('reloaded', next, previous, by);
+    this.emit('reloaded', list, previous, by);
   }
 
-  private parse(text: string): PartnerList {
-    return new PartnerList(this.store.parse(text).records);
+  /** The source is unreachable or invalid at start-up (a pool node): its local store, else nothing. */
+  private async startFromLocalStore(reason: Error): Promise<void> {
+    this.lastError = reason;
+    if (!(reason instanceof ConfigError)) this.unreachable = reason; // not an invalid list: etcd away
+    const why = reason.message.split('\n')[0]!;
+    let stored;
+    try {
+      stored = await readLocalStore(this.localStorePath);
+      if (stored) this.snapshot = this.parse(stored.text, `${this.localStorePath} (text)`);
+    } catch (err) {
+      this.log?.error('partners.local-store-unusable', { file: this.localStorePath, error: (err as Error).message });
+      stored = null;
+    }
+    if (!stored) {
+      this.log?.warn('partners.no-list', {
+        source: this.source.location,
+        file: this.localStorePath,
+        error: why,
+        message: `${this.source.location} could not be read and there is no usable local store: starting with 0 partners until it can`,
+      });
+      return;
+    }
+    const version = { text: stored.text, revision: stored.revision };
+    this.seen = version;
+    this.applied = version;
+    this.origin = this.localStorePath;
+    this.log?.warn('partners.from-local-store', {
+      file: this.localStorePath,
+      revision: stored.revision,
+      appliedAt: stored.appliedAt,
+      partners: this.snapshot.size,
+      error: why,
+      message: `${this.source.location} could not be read: serving the list this node last applied, from its local store ${this.localStorePath}, until it can`,
+    });
+  }
+
+  /** A read worked: an error that said the source could not be read is no longer true. */
+  private reachedAgain(): void {
+    if (this.unreachable && this.lastError === this.unreachable) this.lastError = undefined;
+    this.unreachable = undefined;
+  }
+
+  /** The source answers again with the very version the node started from: nothing to apply. */
+  private confirmLocalStore(): void {
+    this.origin = this.source.location;
+    this.log?.info('partners.source-confirmed', { source: this.source.location, revision: this.revision, partners: this.snapshot.size });
+  }
+
+  private parse(text: string, location: string): PartnerList {
+    return new PartnerList(PartnerDocument.parse(text, location, this.localDomains).records);
   }
 
   private fail(err: Error, by?: ReloadRequester): void {
@@ -119,20 +207,9 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
     this.emit('failed', err, by);
   }
 
-  /** The file's text; a missing file reads as empty (no partners). */
-  private async readText(): Promise<string> {
-    try {
-      return await readFile(this.store.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-      throw err;
-    }
-  }
-
   /** This node's replica of the applied list, read by `Get-CsXmppAllowedPartner -LocalStore`. */
   private async writeLocalStore(): Promise<void> {
-    await mkdir(dirname(this.localStorePath), { recursive: true });
-    const body = { appliedAt: new Date().toISOString(), source: this.store.file, partners: this.snapshot.records.map(toJsonRecord) };
-    await writeFileAtomic(this.localStorePath, `${JSON.stringify(body, null, 2)}\n`);
+    const applied = this.applied ?? { text: '', revision: null };
+    await writeLocalStore(this.localStorePath, { source: this.source.location, revision: applied.revision, text: applied.text, list: this.snapshot });
   }
 }

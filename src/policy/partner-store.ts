@@ -1,4 +1,29 @@
 /**
+ * Where the CLI and the panel read and edit the partner list. Two implementations: the file on
+ * disk (PartnerStore, below) and, in a pool, the list in etcd (CentralPartnerStore,
+ * src/cluster/central-store.ts; docs/design.md section 11). Partner operations
+ * (src/policy/partner-ops.ts) run on either.
+ */
+export interface PartnerListStore {
+  /** Where the list lives, as messages name it: partners.yaml's path, or `etcd:<prefix>partners`. */
+  readonly location: string;
+  /** The gateway's own domains, which no partner record may name. */
+  readonly localDomains: ReadonlySet<string>;
+  /** Called once an edit is committed, with the records before and after (the audit trail). */
+  onCommit: CommitHook | undefined;
+  /** Parses and validates partner-list text as read from this store. */
+  parse(text: string): PartnerDocument;
+  readDocument(): Promise<PartnerDocument>;
+  read(): Promise<PartnerList>;
+  /**
+   * Runs `edit` on the current document and commits the result unless `dryRun` (WhatIf) or the
+   * edit made no change; validation errors commit nothing. `edit` may run more than once (a
+   * store that retries on a concurrent change), so it must only change the document it is given.
+   */
+  edit<T>(edit: (doc: PartnerDocument) => T, opts?: { dryRun?: boolean }): Promise<T>;
+}
+
+/**
  * The partners file on disk. Reads are lock-free (the file is only ever replaced atomically);
  * edits run read-modify-write under an inter-process lock (proper-lockfile: a lock directory with
  * stale-lock recovery), so concurrent CLI invocations serialise and none loses another's change.
@@ -26,12 +51,16 @@ const LOCK_OPTIONS = {
  */
 export type CommitHook = (before: readonly PartnerRecord[], after: readonly PartnerRecord[]) => Promise<void>;
 
-export class PartnerStore {
+export class PartnerStore implements PartnerListStore {
   /** Set by the CLI and the admin panel to record each committed change (the audit trail). */
   onCommit: CommitHook | undefined;
 
   /** `localDomains`: the gateway's own domains, which no partner record may name. */
   constructor(readonly file: string, readonly localDomains: ReadonlySet<string> = new Set()) {}
+
+  get location(): string {
+    return this.file;
+  }
 
   /** Parses and validates partner-file text (as read from this store's file). */
   parse(text: string): PartnerDocument {

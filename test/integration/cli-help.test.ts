@@ -35,7 +35,7 @@ function examplesOf(page: string): string[] {
 }
 
 describe('<command> --help prints that command\'s own page', () => {
-  for (const command of ['serve', 'status', 'reload', 'stop', 'cmdlet', 'check', 'probe', 'explain', 'import']) {
+  for (const command of ['serve', 'status', 'reload', 'stop', 'cmdlet', 'check', 'probe', 'explain', 'import', 'cluster']) {
     it(command, async () => {
       for (const args of [[command, '--help'], ['help', command]]) {
         const page = await help(args);

@@ -14,11 +14,12 @@
  *   GET    /api/session                     who is logged in, the CSRF token for writes
  *   GET    /api/roles                       Get-CsAdminRole
  *
- * Writes go through the same PartnerStore and partner operations as the CLI (lock, atomic
- * replace, comments and order kept, the negotiation matrix) and are audited where the store
- * commits them. Errors are JSON {"error": "...", "field": "..."}: 400 bad input (the file is
+ * Writes go through the same store and partner operations as the CLI (partners.yaml: lock,
+ * atomic replace; in a pool the list in etcd: compare-and-swap, docs/design.md section 11;
+ * comments and order kept, the negotiation matrix) and are audited where the store commits them. Errors are JSON {"error": "...", "field": "..."}: 400 bad input (the file is
  * unchanged), 404 no such partner, 409 warnings to confirm (`?force=true` confirms, as -Force),
- * 412 the record changed since it was read (a stale form is refused, never overwritten).
+ * 412 the record changed since it was read (a stale form is refused, never overwritten), 503 etcd
+ * cannot be reached (a pool; nothing was written).
  */
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -26,7 +27,8 @@ import { ConfigError, GatewayError, UsageError } from '../../errors.js';
 import type { PartnerDocument } from '../../policy/partner-file.js';
 import { PartnerList } from '../../policy/partner-list.js';
 import { createPartner, removePartners, selectPartners, updatePartners, type EditResult } from '../../policy/partner-ops.js';
-import { PartnerStore } from '../../policy/partner-store.js';
+import { CentralStoreUnavailable } from '../../cluster/central-store.js';
+import type { CommitHook, PartnerListStore } from '../../policy/partner-store.js';
 import { toJsonRecord } from '../../policy/record-json.js';
 import { PROPERTY_NAMES, RECORD_DEFAULTS, type PartnerChanges, type PartnerRecord } from '../../policy/types.js';
 import { FieldError, domainValue, recordFromObject, sameValue } from '../../policy/validate.js';
@@ -40,8 +42,8 @@ import { adminRoleRecords } from '../roles.js';
 import type { PanelFeed } from './feed.js';
 
 export interface PartnersApiDeps {
-  readonly partnersFile: string;
-  readonly localDomains: ReadonlySet<string>;
+  /** A store on the partner list: partners.yaml, or the list in etcd (src/cluster/central-store.ts). */
+  readonly openStore: () => PartnerListStore;
   /** The live stream objects (the what-if runs the reload rules over them). */
   readonly streams: () => Iterable<S2SStream>;
   readonly limits: Pick<ConnectionLimits, 'partnerStreams' | 'partnerLimit'>;
@@ -65,14 +67,47 @@ class ConfirmError extends GatewayError {
   }
 }
 
-/** The store the CLI uses, with two checks inside its lock: the record is still as read, and warnings were confirmed. */
-class PanelStore extends PartnerStore {
+/**
+ * The store the CLI uses, with two checks inside its edit (under the file's lock, or inside each
+ * compare-and-swap attempt): the record is still as read, and warnings were confirmed.
+ */
+class PanelStore implements PartnerListStore {
   before: ((doc: PartnerDocument) => void) | undefined;
   after: ((result: unknown) => void) | undefined;
   captured: PartnerDocument | undefined;
 
-  override edit<T>(fn: (doc: PartnerDocument) => T, opts: { dryRun?: boolean } = {}): Promise<T> {
-    return super.edit((doc) => {
+  constructor(private readonly inner: PartnerListStore) {}
+
+  get location(): string {
+    return this.inner.location;
+  }
+
+  get localDomains(): ReadonlySet<string> {
+    return this.inner.localDomains;
+  }
+
+  get onCommit(): CommitHook | undefined {
+    return this.inner.onCommit;
+  }
+
+  set onCommit(hook: CommitHook | undefined) {
+    this.inner.onCommit = hook;
+  }
+
+  parse(text: string): PartnerDocument {
+    return this.inner.parse(text);
+  }
+
+  readDocument(): Promise<PartnerDocument> {
+    return this.inner.readDocument();
+  }
+
+  read(): Promise<PartnerList> {
+    return this.inner.read();
+  }
+
+  edit<T>(fn: (doc: PartnerDocument) => T, opts: { dryRun?: boolean } = {}): Promise<T> {
+    return this.inner.edit((doc) => {
       this.before?.(doc);
       const result = fn(doc);
       this.after?.(result);
@@ -121,11 +156,11 @@ function parseRecord(value: unknown, identity?: string): PartnerRecord {
 
 export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | undefined {
   const storeFor = (actor: Actor): PanelStore => {
-    const store = new PanelStore(deps.partnersFile, deps.localDomains);
+    const store = new PanelStore(deps.openStore());
     store.onCommit = (before, after) => deps.audit.recordChanges(actor, before, after);
     return store;
   };
-  const readList = async () => new PartnerStore(deps.partnersFile, deps.localDomains).read();
+  const readList = async () => deps.openStore().read();
 
   /** Runs a write; maps its errors to JSON answers and audits refused attempts. */
   const write = async (res: ServerResponse, ctx: RequestContext, action: string, attempt: () => Promise<string | null>, run: () => Promise<void>) => {
@@ -133,7 +168,7 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
       await run();
     } catch (err) {
       const answer = errorAnswer(err);
-      if (answer.status >= 500) throw err;
+      if (answer.status === 500) throw err;
       const line = await attempt().catch(() => null);
       await deps.audit.refused(actorOf(ctx.principal), action, line, answer.body.error as string).catch(() => undefined);
       sendJson(res, answer.status, answer.body);
@@ -161,7 +196,15 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
       permission: 'read',
       handle: async (res, _body, ctx) => {
         const filter = ctx.url.searchParams.get('filter') ?? undefined;
-        const list = await readList();
+        let list: PartnerList;
+        try {
+          list = await readList();
+        } catch (err) {
+          const answer = errorAnswer(err); // etcd away (a pool): 503, one line
+          if (answer.status === 500) throw err;
+          sendJson(res, answer.status, answer.body);
+          return;
+        }
         sendJson(res, 200, selectPartners(list, filter ? { filter } : {}).map(toJsonRecord));
       },
     },
@@ -194,7 +237,7 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
           sendJson(res, 200, toJsonRecord(record));
         } catch (err) {
           const answer = errorAnswer(err); // reads are not audited
-          if (answer.status >= 500) throw err;
+          if (answer.status === 500) throw err;
           sendJson(res, answer.status, answer.body);
         }
       },
@@ -239,7 +282,7 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
       try {
         const req = parseJson(body) as { action?: unknown; identity?: unknown; record?: unknown };
         if (req === null || typeof req !== 'object') throw new UsageError('body: must be {"action": "new"|"set"|"remove", ...}', 'body');
-        const store = new PanelStore(deps.partnersFile, deps.localDomains);
+        const store = new PanelStore(deps.openStore());
         let result: EditResult;
         if (req.action === 'new') {
           const record = parseRecord(req.record);
@@ -261,7 +304,7 @@ export function partnersApi(deps: PartnersApiDeps): (path: string) => Route[] | 
         });
       } catch (err) {
         const answer = errorAnswer(err);
-        if (answer.status >= 500) throw err;
+        if (answer.status === 500) throw err;
         sendJson(res, 200, { ok: false, ...answer.body, warnings: [], close: [] });
       }
     },
@@ -344,6 +387,7 @@ function errorAnswer(err: unknown): { status: number; body: Record<string, unkno
     const missing = /^no partner with Identity/.test(err.message);
     return { status: missing ? 404 : 400, body: { error: err.message, field: err.field ?? null } };
   }
+  if (err instanceof CentralStoreUnavailable) return { status: 503, body: { error: err.message, field: null } };
   if (err instanceof ConfigError) return { status: 409, body: { error: `the partner file cannot be edited: ${err.message}`, field: null } };
   return { status: 500, body: { error: err instanceof Error ? err.message : String(err) } };
 }
