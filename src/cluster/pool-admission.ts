@@ -8,11 +8,13 @@
  *
  *     if   streams/P/D/p has never been created (create revision 0)  and  connections/c neither
  *     then put both, valued {node, stream, partner, direction, remoteDomain, since}, under the lease
- *     else get the keys of streams/P/D/ and of connections/ (the slots taken)
+ *     else get the keys of streams/P/D/ and of connections/ (the slots taken), and both slots
  *
  * so the answer to a lost race says which slots are taken: the next attempt picks free ones (at
  * random, so that nodes admitting at the same moment rarely pick the same), or the stream is
- * refused once L (or C) slots are taken. Closing the stream deletes both (only if they still hold
+ * refused once L (or C) slots are taken. A transaction that failed without an answer (a member
+ * died, a leader is being elected) is sent again, for the same slots: if the first one was
+ * applied after all, the second finds the slots holding this stream's value and takes them. Closing the stream deletes both (only if they still hold
  * its value). A node that dies stops renewing its lease, and etcd deletes its slots within
  * `leaseTtlSeconds`.
  *
@@ -41,8 +43,19 @@ import { poolKeys } from './etcd.js';
 import type { KnownNodes } from './known-nodes.js';
 import type { PoolNode } from './pool-node.js';
 
-/** How long an admission waits for etcd before the node decides on its local share. */
-export const ADMISSION_DEADLINE_MS = 1_000;
+/**
+ * How long an admission waits for etcd before the node decides on its local share: long enough
+ * to ride out the election of a new etcd leader (etcd's election timeout is 1 s by default), short
+ * enough that a partner's authentication hardly notices. A node without a lease decides at once.
+ */
+export const ADMISSION_DEADLINE_MS = 2_000;
+/**
+ * One transaction's deadline within it: a call stuck on a member that died is abandoned and
+ * tried again (the client moves to another member) instead of using up the whole wait.
+ */
+const ATTEMPT_DEADLINE_MS = 500;
+/** Pause before a failed transaction is tried again. */
+const RETRY_PAUSE_MS = 50;
 /** While some streams are not registered, how often the node tries again. */
 export const SYNC_INTERVAL_MS = 1_000;
 /** ... and how often when the only ones left are over the pool's limit (no slot is free). */
@@ -232,24 +245,33 @@ export class PoolAdmission implements PoolGate {
    * the stream holds its slots or none is free. Throws when etcd fails or the deadline passes.
    */
   private async takeSlots(h: Holding, leaseId: string, deadline: number, taken: Taken): Promise<LimitVerdict> {
+    let pick: Registration | null = null;
     for (;;) {
-      const pick = this.pick(h, taken);
-      if (!('partnerSlot' in pick)) return pick;
+      if (pick === null) {
+        const next = this.pick(h, taken);
+        if (!('partnerSlot' in next)) return next;
+        pick = next;
+      }
       let answer: ITxnResponse;
       h.inFlight++;
       try {
-        answer = await this.claim(h, pick, leaseId, deadline);
+        answer = await this.claim(h, pick, leaseId, Math.min(deadline, Date.now() + ATTEMPT_DEADLINE_MS));
       } catch (err) {
-        // The transaction may or may not have been applied: a sync finds out.
+        // Applied or not, nobody knows: the same slots again (see the file comment) while time
+        // remains; if it runs out, a sync finds out.
         this.needsSync = true;
-        throw err;
+        if (Date.now() + RETRY_PAUSE_MS >= deadline) throw err;
+        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+        continue;
       } finally {
         h.inFlight--;
       }
-      if (answer.succeeded) {
+      const mine = (i: number) => answer.responses[i]?.response_range?.kvs[0]?.value.toString() === h.value;
+      if (answer.succeeded || (mine(2) && mine(3))) {
         this.registered(h, pick);
         return { ok: true };
       }
+      pick = null;
       taken.partner.clear();
       for (const n of this.slotNumbers(answer.responses[0]?.response_range, h.partnerPrefix)) taken.partner.add(n);
       taken.connections.clear();
@@ -278,7 +300,7 @@ export class PoolAdmission implements PoolGate {
       .if(partnerKey, 'Create', '==', 0)
       .and(connectionKey, 'Create', '==', 0)
       .then(kv.put(partnerKey).value(h.value).lease(leaseId), kv.put(connectionKey).value(h.value).lease(leaseId))
-      .else(this.keysOnly(h.partnerPrefix), this.keysOnly(poolKeys.connections))
+      .else(this.keysOnly(h.partnerPrefix), this.keysOnly(poolKeys.connections), kv.get(partnerKey), kv.get(connectionKey))
       .options({ deadline })
       .commit();
   }
