@@ -22,6 +22,7 @@ import { freePort, runCli } from '../helpers/cli.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
 import { startGatewayProcess, type GatewayProcess } from '../helpers/gateway-process.js';
 import { authenticate, eventually, metricValue } from '../helpers/live-streams.js';
+import { dialbackAuthority } from '../helpers/partner-attempt.js';
 import type { ScriptedPeer } from '../helpers/scripted-peer.js';
 import { adminHeaders, testPki, type TestPki } from '../helpers/test-gateway.js';
 
@@ -31,13 +32,17 @@ const EXTERNAL_ONLY = 'TlsNegotiation: Required\n  SaslNegotiation: Required\n  
 /** Each scenario its own partner, so they do not share slots. */
 const LIMITS: Record<string, number> = { 'a.test': 1, 'closing.test': 1, 'member.test': 1, 'flow.test': 1, 'two.test': 2, 'three.test': 3 };
 const DOMAINS = Object.keys(LIMITS);
-const PARTNERS = DOMAINS.map((d) => `- Identity: ${d}\n  ConnectionLimit: ${LIMITS[d]}\n  ${EXTERNAL_ONLY}\n`).join('');
+/** A partner that authenticates with dialback (its authoritative server confirms its keys). */
+const DIALBACK_PARTNER = '- Identity: db.test\n  ConnectionLimit: 1\n  TlsNegotiation: NotSupported\n  SaslNegotiation: NotSupported\n  SupportDialbackNegotiation: true\n';
+const PARTNERS = DOMAINS.map((d) => `- Identity: ${d}\n  ConnectionLimit: ${LIMITS[d]}\n  ${EXTERNAL_ONLY}\n`).join('') + DIALBACK_PARTNER;
 
 let pki: TestPki;
 let etcd: EtcdCluster;
 let client: Etcd3;
 /** The partners' own server: the nodes' outbound streams (answers to pings) go there. */
 let partnerServer: FakePartnerServer;
+/** db.test's authoritative server (dialback). */
+let authority: FakePartnerServer;
 /** gw1, gw2, gw3; gw1 is replaced by a new process after it is SIGKILLed. */
 const node: GatewayProcess[] = [];
 const peers: ScriptedPeer[] = [];
@@ -48,7 +53,7 @@ async function startNode(i: number): Promise<GatewayProcess> {
     pki,
     partners: PARTNERS,
     adminPort: await freePort(),
-    routes: Object.fromEntries(DOMAINS.map((d) => [d, route])),
+    routes: { ...Object.fromEntries(DOMAINS.map((d) => [d, route])), 'db.test': `127.0.0.1:${authority.port}` },
     config: [
       'cluster:',
       `  nodeName: gw${i + 1}`,
@@ -72,6 +77,7 @@ beforeAll(async () => {
     domain: DOMAINS[0]!, extraDomains: DOMAINS.slice(1), cert: serverCert.certPem, key: serverCert.keyPem, ca: pki.ca.certPem,
     tls: 'required', sasl: true, dialback: false,
   });
+  authority = await dialbackAuthority('db.test');
   await Promise.all([0, 1, 2].map(startNode));
   // Every node has seen the other two (its N for local shares).
   for (const gw of node) {
@@ -84,6 +90,7 @@ afterAll(async () => {
   for (const p of peers.splice(0)) p.destroy();
   await Promise.all(node.map((gw) => gw?.close()));
   await partnerServer?.close();
+  await authority?.close();
   await etcd?.close();
 }, 60_000);
 
@@ -135,6 +142,17 @@ describe('ConnectionLimit across the pool', () => {
     expect(await holders('a.test')).toEqual(['gw1']);
   });
 
+  it('the same for a partner that authenticates with dialback', async () => {
+    const first = await authenticate({ port: node[2]!.port, from: 'db.test' });
+    expect(first.outcome).toBe('dialback');
+    peers.push(first.peer);
+    expect(await holders('db.test')).toEqual(['gw3']);
+    const second = await authenticate({ port: node[0]!.port, from: 'db.test' });
+    expect(second.outcome).toBe('refused:policy-violation');
+    expect(second.error?.text).toBe('ConnectionLimit 1 of partner db.test reached across the pool (inbound streams)');
+    expect(first.peer.closedAlready).toBe(false);
+  });
+
   it('gives a closed stream\'s slot back at once', async () => {
     const up = await connect(node[1]!, 'closing.test');
     expect(up.outcome).toBe('sasl-external');
@@ -155,10 +173,9 @@ describe('ConnectionLimit across the pool', () => {
     const streamsOf = (name: string) => status.pool.nodes.find((n) => n.name === name)!.streams.map((s) => `${s.partner} ${s.direction} ${s.slot}`);
     expect(streamsOf('gw1')).toEqual(['a.test inbound 0']);
     expect(streamsOf('gw2')).toEqual([]);
-    expect(streamsOf('gw3')).toEqual(['closing.test inbound 0']);
-    // This node's entry names the stream as its own status does.
-    const own = status.pool.nodes[2]!.streams[0]!;
-    expect(status.streams.map((s) => s.id)).toContain(own.stream);
+    expect(streamsOf('gw3')).toEqual(['closing.test inbound 0', 'db.test inbound 0']);
+    // This node's entries name the streams as its own status does.
+    for (const own of status.pool.nodes[2]!.streams) expect(status.streams.map((s) => s.id)).toContain(own.stream);
 
     const table = await runCli(['--config', node[0]!.configFile, 'status']);
     expect(table.code, table.stderr).toBe(0);
