@@ -37,7 +37,7 @@ import { randomInt } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { Range, type IKeyValue, type IRangeResponse, type IRequestOp, type ITxnResponse, type Lease } from 'etcd3';
 import type { Logger } from '../log.js';
-import type { LimitVerdict, PoolAdmissionRequest, PoolGate } from '../stream/connection-limits.js';
+import type { LimitVerdict, PartnerLimit, PoolAdmissionRequest, PoolGate, PoolSurplus } from '../stream/connection-limits.js';
 import type { StreamDirection } from '../stream/stream-info.js';
 import { poolKeys } from './etcd.js';
 import type { KnownNodes } from './known-nodes.js';
@@ -107,6 +107,9 @@ class Holding {
   /** The slots' value, byte for byte (closing deletes them only if they still hold it). */
   readonly value: string;
   registration: Registration | null = null;
+  /** The partner's limit: the request's, until a reload changes it (applyLimits). */
+  limit: number;
+  limitName: PartnerLimit['limitName'];
   /** The admission has been answered; `admitted` says how. */
   decided = false;
   admitted = false;
@@ -118,6 +121,8 @@ class Holding {
   constructor(readonly request: PoolAdmissionRequest, node: string) {
     this.holder = { node, stream: request.streamId, partner: request.partner, direction: request.direction, remoteDomain: request.remoteDomain, since: new Date().toISOString() };
     this.value = JSON.stringify(this.holder);
+    this.limit = request.limit;
+    this.limitName = request.limitName;
   }
 
   get partnerPrefix(): string {
@@ -211,6 +216,78 @@ export class PoolAdmission implements PoolGate {
     if (registration) void this.unregister(h, registration);
   }
 
+  /**
+   * After a reload (docs/design.md sections 6 and 11): each of this node's streams takes its
+   * partner's new limit; one whose slot is at or above a lowered limit moves to a free slot below
+   * it (one transaction: the new slot must not exist and the old one must still be ours), and is
+   * returned, to be closed, when none is free. Every node does the same, so the pool ends with at
+   * most L streams per partner and direction. Streams without a slot are left to the sync (which
+   * takes only slots below the limit); while etcd cannot be reached nothing moves or closes here
+   * (the reload's own per-node check still applies).
+   */
+  async applyLimits(limitOf: (partner: string) => PartnerLimit | undefined, live: (stream: object) => boolean): Promise<PoolSurplus[]> {
+    const surplus: PoolSurplus[] = [];
+    const lease = this.pool.membership.currentLease;
+    for (const [stream, h] of this.holdings) {
+      const now = limitOf(h.request.partner);
+      if (!now || !live(stream)) continue;
+      h.limit = now.limit;
+      h.limitName = now.limitName;
+      const slots = h.registration;
+      if (!slots || slots.partnerSlot < now.limit || h.inFlight > 0 || !lease || this.closed) continue;
+      try {
+        if (!(await this.moveBelowLimit(h, slots, await lease.grant()))) {
+          surplus.push({ stream, partner: h.request.partner, direction: h.request.direction, limit: now.limit, limitName: now.limitName });
+        }
+      } catch (err) {
+        this.log.warn('pool.limit-not-applied', { node: this.pool.name, partner: h.request.partner, stream: h.holder.stream, error: (err as Error).message });
+      }
+    }
+    return surplus;
+  }
+
+  /** Moves `h` from `from` to a free slot below its limit; false when none is free. */
+  private async moveBelowLimit(h: Holding, from: Registration, leaseId: string): Promise<boolean> {
+    const kv = this.pool.etcd.kv;
+    const oldKey = h.partnerPrefix + from.partnerSlot;
+    const deadline = Date.now() + ADMISSION_DEADLINE_MS;
+    const taken = new Set<number>([from.partnerSlot]);
+    for (;;) {
+      const below = [...taken].filter((n) => n < h.limit);
+      if (below.length >= h.limit) return false;
+      const to = freeSlot(h.limit, new Set(below));
+      const newKey = h.partnerPrefix + to;
+      h.inFlight++;
+      let answer: ITxnResponse;
+      try {
+        answer = await kv
+          .if(newKey, 'Create', '==', 0)
+          .and(oldKey, 'Value', '==', h.value)
+          .then(kv.put(newKey).value(h.value).lease(leaseId), kv.delete().key(oldKey))
+          .else(this.keysOnly(h.partnerPrefix), kv.get(oldKey))
+          .options({ deadline })
+          .commit();
+      } finally {
+        h.inFlight--;
+      }
+      if (h.released) return true; // closed meanwhile: release() gives back what it holds
+      if (answer.succeeded) {
+        h.registration = { partnerSlot: to, connectionSlot: from.connectionSlot };
+        this.log.info('pool.slot-moved', { node: this.pool.name, partner: h.request.partner, direction: h.request.direction, stream: h.holder.stream, from: from.partnerSlot, to, limit: h.limit });
+        return true;
+      }
+      if (answer.responses[1]?.response_range?.kvs[0]?.value.toString() !== h.value) {
+        // No longer ours (gone with a lease): the sync registers the stream again, below the limit.
+        h.registration = null;
+        this.needsSync = true;
+        return true;
+      }
+      taken.clear();
+      for (const n of this.slotNumbers(answer.responses[0]?.response_range, h.partnerPrefix)) taken.add(n);
+      if (Date.now() >= deadline) throw new Error(`no slot could be moved within ${ADMISSION_DEADLINE_MS} ms`);
+    }
+  }
+
   /** Stops the timer; slots are left to the lease, which PoolNode.close() revokes (all go at once). */
   close(): void {
     this.closed = true;
@@ -282,7 +359,8 @@ export class PoolAdmission implements PoolGate {
 
   /** Free slots for `h` given what is known to be taken, or the refusal when there are none. */
   private pick(h: Holding, taken: Taken): Registration | LimitVerdict {
-    const { partner, direction, limit, limitName } = h.request;
+    const { partner, direction } = h.request;
+    const { limit, limitName } = h;
     if (taken.partner.size >= limit) {
       return { ok: false, rule: 'ConnectionLimit', text: `${limitName} ${limit} of partner ${partner} reached across the pool (${direction} streams)` };
     }

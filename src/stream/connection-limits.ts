@@ -49,11 +49,30 @@ export interface PoolAdmissionRequest {
   readonly remoteDomain: string;
 }
 
+/** A partner's limit as a reload left it. */
+export interface PartnerLimit {
+  readonly limit: number;
+  readonly limitName: 'ConnectionLimit' | 'partnerConnectionLimit';
+}
+
+/** One of this node's streams above its partner's lowered limit across the pool: to be closed. */
+export interface PoolSurplus extends PartnerLimit {
+  readonly stream: Counted;
+  readonly partner: string;
+  readonly direction: StreamDirection;
+}
+
 /** Admission across the pool: a slot of the partner's limit, given back by `release`. */
 export interface PoolGate {
   /** Never rejects: when etcd cannot answer, the node decides on its local share. */
   admit(request: PoolAdmissionRequest): Promise<LimitVerdict>;
   release(stream: Counted): void;
+  /**
+   * After a reload: the limits in force (undefined: no longer a partner). Resolves with this
+   * node's streams that hold no slot below their partner's limit and find no free one; `live`
+   * says which streams still count (not already being closed by the reload).
+   */
+  applyLimits(limitOf: (partner: string) => PartnerLimit | undefined, live: (stream: Counted) => boolean): Promise<PoolSurplus[]>;
 }
 
 export type LimitVerdict = { readonly ok: true } | { readonly ok: false; readonly rule: string; readonly text: string };
@@ -188,6 +207,18 @@ export class ConnectionLimits {
       if (!verdict.ok) this.uncount(partner.Identity, direction, stream);
       return verdict;
     });
+  }
+
+  /**
+   * In a pool, after a reload: applies the partners' limits across the pool (see PoolGate
+   * `applyLimits`); resolves with the streams to close. Null without a pool.
+   */
+  applyPoolLimits(records: readonly PartnerRecord[], live: (stream: Counted) => boolean): Promise<PoolSurplus[]> | null {
+    const pool = this.settings.pool;
+    if (!pool) return null;
+    const limits = new Map<string, PartnerLimit>();
+    for (const r of records) limits.set(r.Identity, { limit: this.partnerLimit(r), limitName: r.ConnectionLimit === null ? 'partnerConnectionLimit' : 'ConnectionLimit' });
+    return pool.applyLimits((partner) => limits.get(partner), live);
   }
 
   removePartnerStream(partnerIdentity: string, direction: StreamDirection, stream: Counted): void {

@@ -182,6 +182,34 @@ describe('admission across the pool', () => {
     expect((await slots(prefix))['streams/s.test/inbound/0']).toMatchObject({ node: 'a', stream: other.streamId });
   });
 
+  it('a lowered limit holds across the pool: streams above it move to a free slot below it, or are returned to close', async () => {
+    const prefix = newPrefix();
+    const a = await startNode('a', prefix);
+    const b = await startNode('b', prefix);
+    const held = [request('lo.test', 3), request('lo.test', 3), request('lo.test', 3)];
+    for (const [i, r] of held.entries()) expect(await [a, b, b][i]!.admission.admit(r)).toEqual({ ok: true });
+    const slotOf = async (r: PoolAdmissionRequest) => Object.entries(await slots(prefix)).find(([, v]) => v.stream === r.streamId)?.[0];
+    // 3 ⇒ 2 with slot 1 free: the stream on slot 2 moves to slot 1, nothing closes.
+    const onOne = (await Promise.all(held.map(slotOf))).indexOf('streams/lo.test/inbound/1');
+    const [gone] = held.splice(onOne, 1);
+    [a, b, b].splice(onOne, 1)[0]!.admission.release(gone!.stream);
+    await eventually(async () => Object.keys(await slots(prefix)).length === 2, 1000, 'slot 1 free');
+    const two = { limit: 2, limitName: 'ConnectionLimit' as const };
+    const all = () => true;
+    expect([...(await a.admission.applyLimits(() => two, all)), ...(await b.admission.applyLimits(() => two, all))]).toEqual([]);
+    expect(Object.keys(await slots(prefix)).sort()).toEqual(['streams/lo.test/inbound/0', 'streams/lo.test/inbound/1']);
+    // 2 ⇒ 1, both nodes at once: one stream keeps slot 0, the other is returned to be closed.
+    const one = { limit: 1, limitName: 'ConnectionLimit' as const };
+    const surplus = (await Promise.all([a.admission.applyLimits(() => one, all), b.admission.applyLimits(() => one, all)])).flat();
+    expect(surplus).toHaveLength(1);
+    expect(surplus[0]).toMatchObject({ partner: 'lo.test', direction: 'inbound', limit: 1, limitName: 'ConnectionLimit' });
+    expect(held.map((r) => r.stream)).toContain(surplus[0]!.stream);
+    const kept = held.find((r) => r.stream !== surplus[0]!.stream)!;
+    expect(await slots(prefix)).toMatchObject({ 'streams/lo.test/inbound/0': { stream: kept.streamId } });
+    // A new stream finds the pool full (the surplus stream still holds slot 1 until it closes).
+    expect((await a.admission.admit(request('lo.test', 1))).ok).toBe(false);
+  });
+
   it('status lists every node with its streams, this node from memory', async () => {
     const prefix = newPrefix();
     const a = await startNode('a', prefix);

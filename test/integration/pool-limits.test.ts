@@ -15,7 +15,9 @@
  * etcd members 127.0.0.81-.83, client port 22379, peer port 22380 (test/interop/README.md, block
  * 8x); the nodes listen on 127.0.0.1, ports chosen by the OS (admin ports fixed, for the CLI).
  */
+import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
+import { writeFileAtomic } from '../../src/policy/atomic-write.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { freePort, runCli } from '../helpers/cli.js';
@@ -278,5 +280,23 @@ describe('ConnectionLimit across the pool', () => {
     expect(flow.peer.closedAlready).toBe(false);
     expect(three.peer.closedAlready).toBe(false);
   }, 60_000);
+
+  it('a ConnectionLimit lowered by a reload holds across the pool: one stream per node, one closes', async () => {
+    const before = await slotsOf('three.test');
+    expect(Object.values(before).map((h) => h.node).sort()).toEqual(['gw2', 'gw3']);
+    // Each node has one three.test stream, within the new limit of 1 on its own; across the pool
+    // the one above slot 0 moves there if it is free, else it closes.
+    const lowered = PARTNERS.replace('- Identity: three.test\n  ConnectionLimit: 3', '- Identity: three.test\n  ConnectionLimit: 1');
+    expect(lowered).not.toBe(PARTNERS);
+    await client.put(`${PREFIX}partners`).value(lowered);
+    await Promise.all(node.map((gw) => writeFileAtomic(join(gw.dir, 'partners.yaml'), lowered)));
+    expect(await eventually(async () => Object.keys(await slotsOf('three.test')).join() === 'streams/three.test/inbound/0', 5000, 50), 'one three.test slot left').toBe(true);
+    const closedOn = (await Promise.all(node.map((gw) => metricValue(gw.adminPort, 'gw_stream_refusals_total', { partner: 'three.test', rule: 'ConnectionLimit', condition: 'policy-violation' }))));
+    // gw2 refused one earlier (its local share); the lowered limit closed one more stream somewhere.
+    expect(closedOn.reduce((a, b) => a + b, 0)).toBe(2);
+    const closing = node.map((gw) => gw.stderr()).join('').match(/"text":"ConnectionLimit of partner three\.test lowered to 1 \(inbound streams\)[^"]*"/g) ?? [];
+    expect(closing).toHaveLength(1);
+    expect(closing[0]).toContain('no slot below it is free across the pool');
+  }, 30_000);
 });
 

@@ -94,7 +94,7 @@ describe('admitPartnerStream', () => {
     const asked: PoolAdmissionRequest[] = [];
     const released: object[] = [];
     let answer: LimitVerdict = { ok: true };
-    const pool: PoolGate = { admit: async (r) => (asked.push(r), answer), release: (s) => released.push(s) };
+    const pool: PoolGate = { admit: async (r) => (asked.push(r), answer), release: (s) => released.push(s), applyLimits: async () => [] };
     const limits = new ConnectionLimits({ ...BASE, pool });
     const [a, b, c] = [{}, {}, {}];
     const first = limits.admitPartnerStream(partner({ ConnectionLimit: null }), 'outbound', a, ids);
@@ -117,5 +117,17 @@ describe('admitPartnerStream', () => {
     limits.removePartnerStream('p.example', 'outbound', a);
     limits.removePartnerStream('p.example', 'inbound', b);
     expect(released).toEqual([a]);
+  });
+
+  it('after a reload hands the pool each partner\'s limit in force', async () => {
+    let seen: ((p: string) => unknown) | undefined;
+    const pool: PoolGate = { admit: async () => ({ ok: true }), release: () => {}, applyLimits: async (limitOf) => ((seen = limitOf), []) };
+    expect(new ConnectionLimits(BASE).applyPoolLimits([partner()], () => true)).toBeNull();
+    await new ConnectionLimits({ ...BASE, pool }).applyPoolLimits([partner(), partner({ Identity: 'q.example', ConnectionLimit: null })], () => true);
+    expect(['p.example', 'q.example', 'gone.example'].map((p) => seen!(p))).toEqual([
+      { limit: 2, limitName: 'ConnectionLimit' },
+      { limit: 5, limitName: 'partnerConnectionLimit' },
+      undefined,
+    ]);
   });
 });
