@@ -14,15 +14,20 @@
  * random, so that nodes admitting at the same moment rarely pick the same), or the stream is
  * refused once L (or C) slots are taken. A transaction that failed without an answer (a member
  * died, a leader is being elected) is sent again, for the same slots: if the first one was
- * applied after all, the second finds the slots holding this stream's value and takes them. Closing the stream deletes both (only if they still hold
- * its value). A node that dies stops renewing its lease, and etcd deletes its slots within
- * `leaseTtlSeconds`.
+ * applied after all, the second finds the slots holding this stream's value and takes them.
+ * Closing the stream deletes both (only if they still hold its value). A node that dies stops
+ * renewing its lease, and etcd deletes its slots within `leaseTtlSeconds`.
  *
- * **Cut off from etcd** (no lease, or a transaction that fails or outlasts ADMISSION_DEADLINE_MS),
- * the node keeps its streams and admits a new one only while its own streams of that partner and
- * direction number less than floor(L / N), and its own partner streams less than floor(C / N),
- * N being the pool's size as it last saw it (cluster/known-nodes.ts). The shares of all nodes add
- * up to at most L and C.
+ * **Cut off from etcd**, i.e. without a lease (etcd unanswered for longer than the lease allows,
+ * membership.ts), the node keeps its streams and admits a new one only while its own streams of
+ * that partner and direction number less than floor(L / N), and its own partner streams less
+ * than floor(C / N), N being the pool's size as it last saw it (cluster/known-nodes.ts). The
+ * shares of all nodes add up to at most L and C. A node that still holds its lease but gets no
+ * decision from etcd within ADMISSION_DEADLINE_MS (etcd slow or away, or other nodes taking the
+ * slots it picks) refuses the stream: its slots still count and the other nodes may be admitting
+ * through etcd, so a local share added to theirs could exceed the limit. Which failure a call
+ * reports says too little to tell an etcd that is gone from one electing a leader under load
+ * (tried: killing a member then looked like an outage), the lease does not.
  *
  * **Registering again.** Streams admitted on the local share, and streams whose slots went with a
  * lost lease, are registered once etcd answers again: on 'online' (a new lease) and every
@@ -44,18 +49,25 @@ import type { KnownNodes } from './known-nodes.js';
 import type { PoolNode } from './pool-node.js';
 
 /**
- * How long an admission waits for etcd before the node decides on its local share: long enough
- * to ride out the election of a new etcd leader (etcd's election timeout is 1 s by default), short
- * enough that a partner's authentication hardly notices. A node without a lease decides at once.
+ * How long an admission waits for etcd's decision: long enough to ride out the election of a new
+ * etcd leader (etcd's election timeout is 1 s by default, and the client rests a member that
+ * failed three times in a row for 1 s, etcd.ts), short enough that a partner's authentication
+ * hardly notices. A node without a lease decides on its local share at once.
  */
-export const ADMISSION_DEADLINE_MS = 2_000;
+export const ADMISSION_DEADLINE_MS = 3_000;
 /**
  * One transaction's deadline within it: a call stuck on a member that died is abandoned and
  * tried again (the client moves to another member) instead of using up the whole wait.
  */
 const ATTEMPT_DEADLINE_MS = 500;
-/** Pause before a failed transaction is tried again. */
+/** Pause before a failed transaction is tried again, doubling up to RETRY_PAUSE_MAX_MS. */
 const RETRY_PAUSE_MS = 50;
+const RETRY_PAUSE_MAX_MS = 400;
+/**
+ * How long after a transaction that failed without an answer it may still be applied (etcd gives
+ * up on a proposal after about 7 s): syncs go on until then, so a slot it took is given back.
+ */
+const UNCERTAIN_MS = 10_000;
 /** While some streams are not registered, how often the node tries again. */
 export const SYNC_INTERVAL_MS = 1_000;
 /** ... and how often when the only ones left are over the pool's limit (no slot is free). */
@@ -136,6 +148,10 @@ export class PoolAdmission implements PoolGate {
   /** The namespace prefix as bytes (transaction answers carry whole keys). */
   private readonly prefix: Buffer;
   private needsSync = false;
+  /** The last sync's error (logged once per kind). */
+  private syncError: string | null = null;
+  /** Until then a transaction that failed without an answer may still be applied. */
+  private uncertainUntil = 0;
   private syncing = false;
   private lastSyncAt = 0;
   private closed = false;
@@ -187,12 +203,11 @@ export class PoolAdmission implements PoolGate {
     const lease = this.closed ? null : this.pool.membership.currentLease;
     let verdict: LimitVerdict;
     let result: AdmissionResult;
-    try {
-      if (!lease) throw new Error('this node holds no lease (etcd unreachable for longer than leaseTtlSeconds)');
-      verdict = await this.register(h, lease);
+    if (lease) {
+      verdict = await this.register(h, lease).catch((err: Error) => this.undecided(h, err.message));
       result = verdict.ok ? 'admitted' : 'refused';
-    } catch (err) {
-      verdict = this.localShare(h, (err as Error).message);
+    } else {
+      verdict = this.localShare(h, 'this node holds no lease: etcd unanswered for longer than leaseTtlSeconds');
       result = verdict.ok ? 'local' : 'local-refused';
       if (verdict.ok) this.needsSync = true;
     }
@@ -297,9 +312,9 @@ export class PoolAdmission implements PoolGate {
   // Admission ---------------------------------------------------------------------------------
 
   /**
-   * Takes slots for `h` within ADMISSION_DEADLINE_MS: resolves with the pool's verdict, rejects
-   * when etcd did not give one in time. A transaction still under way then is not lost: its
-   * answer registers the stream if it was admitted on the local share, else gives the slots back.
+   * Takes slots for `h` within ADMISSION_DEADLINE_MS and resolves with the pool's verdict. Each
+   * call has its deadline; a timer backs them up and refuses. A transaction still under way after
+   * the verdict is not lost: its answer gives the slots back.
    */
   private async register(h: Holding, lease: Lease): Promise<LimitVerdict> {
     const leaseId = await lease.grant();
@@ -307,8 +322,8 @@ export class PoolAdmission implements PoolGate {
     const attempt = this.takeSlots(h, leaseId, deadline, { partner: new Set(), connections: new Set() });
     attempt.catch(() => {});
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`etcd did not answer within ${ADMISSION_DEADLINE_MS} ms`)), ADMISSION_DEADLINE_MS);
+    const timeout = new Promise<LimitVerdict>((resolve) => {
+      timer = setTimeout(() => resolve(this.undecided(h, 'etcd did not answer')), ADMISSION_DEADLINE_MS + ATTEMPT_DEADLINE_MS);
     });
     try {
       return await Promise.race([attempt, timeout]);
@@ -319,10 +334,13 @@ export class PoolAdmission implements PoolGate {
 
   /**
    * One transaction per attempt (see the file comment), each answer narrowing the choice, until
-   * the stream holds its slots or none is free. Throws when etcd fails or the deadline passes.
+   * the stream holds its slots or none is free. A failed try (a member gone, a leader being
+   * elected, a call timing out) is sent again until the deadline; a stream still undecided then
+   * (also when other nodes kept taking the slots picked) is refused (see the file comment).
    */
   private async takeSlots(h: Holding, leaseId: string, deadline: number, taken: Taken): Promise<LimitVerdict> {
     let pick: Registration | null = null;
+    let pause = RETRY_PAUSE_MS;
     for (;;) {
       if (pick === null) {
         const next = this.pick(h, taken);
@@ -335,10 +353,11 @@ export class PoolAdmission implements PoolGate {
         answer = await this.claim(h, pick, leaseId, Math.min(deadline, Date.now() + ATTEMPT_DEADLINE_MS));
       } catch (err) {
         // Applied or not, nobody knows: the same slots again (see the file comment) while time
-        // remains; if it runs out, a sync finds out.
-        this.needsSync = true;
-        if (Date.now() + RETRY_PAUSE_MS >= deadline) throw err;
-        await new Promise((r) => setTimeout(r, RETRY_PAUSE_MS));
+        // remains; if it runs out, the syncs find out.
+        this.uncertain();
+        if (Date.now() + pause >= deadline) return this.undecided(h, `etcd: ${(err as Error).message.split('\n')[0]}`);
+        await new Promise((r) => setTimeout(r, pause));
+        pause = Math.min(2 * pause, RETRY_PAUSE_MAX_MS);
         continue;
       } finally {
         h.inFlight--;
@@ -353,8 +372,13 @@ export class PoolAdmission implements PoolGate {
       for (const n of this.slotNumbers(answer.responses[0]?.response_range, h.partnerPrefix)) taken.partner.add(n);
       taken.connections.clear();
       for (const n of this.slotNumbers(answer.responses[1]?.response_range, poolKeys.connections)) taken.connections.add(n);
-      if (Date.now() >= deadline) throw new Error(`no free slot could be claimed within ${ADMISSION_DEADLINE_MS} ms`);
+      if (Date.now() >= deadline) return this.undecided(h, 'other nodes took the slots picked first');
     }
+  }
+
+  /** The refusal of a stream the pool could not decide on in time (see takeSlots). */
+  private undecided(h: Holding, why: string): LimitVerdict {
+    return { ok: false, rule: 'ConnectionLimit', text: `the pool could not decide on partner ${h.request.partner}'s ${h.limitName} ${h.limit} within ${ADMISSION_DEADLINE_MS} ms (${why}) (${h.request.direction} streams)` };
   }
 
   /** Free slots for `h` given what is known to be taken, or the refusal when there are none. */
@@ -404,8 +428,8 @@ export class PoolAdmission implements PoolGate {
     try {
       await Promise.all([drop(h.partnerPrefix + slots.partnerSlot), drop(poolKeys.connections + slots.connectionSlot)]);
     } catch {
-      // Still ours in etcd: the next sync gives them back (or the lease does, if this node dies).
-      this.needsSync = true;
+      // Maybe still ours in etcd: the syncs give them back (or the lease does, if this node dies).
+      this.uncertain();
     }
   }
 
@@ -438,8 +462,10 @@ export class PoolAdmission implements PoolGate {
 
   private maybeSync(): void {
     if (!this.needsSync || this.syncing || this.closed) return;
-    let onlyOverLimit = true;
-    for (const h of this.holdings.values()) if (h.admitted && h.registration === null && !h.overLimit) onlyOverLimit = false;
+    let overLimit = 0;
+    let other = 0;
+    for (const h of this.holdings.values()) if (h.admitted && h.registration === null) h.overLimit ? overLimit++ : other++;
+    const onlyOverLimit = overLimit > 0 && other === 0 && Date.now() >= this.uncertainUntil;
     if (onlyOverLimit && Date.now() - this.lastSyncAt < OVER_LIMIT_RETRY_MS) return;
     void this.sync();
   }
@@ -456,14 +482,23 @@ export class PoolAdmission implements PoolGate {
     this.lastSyncAt = Date.now();
     try {
       await this.syncUnder(lease);
+      this.syncError = null;
     } catch (err) {
       this.needsSync = true;
-      this.log.debug('pool.sync-failed', { node: this.pool.name, error: (err as Error).message });
+      const error = (err as Error).message.split('\n')[0]!;
+      if (error !== this.syncError) this.log.info('pool.sync-failed', { node: this.pool.name, error, note: 'tried again every second' });
+      this.syncError = error;
       return;
     } finally {
       this.syncing = false;
     }
-    this.needsSync = this.unregistered > 0;
+    this.needsSync = this.unregistered > 0 || Date.now() < this.uncertainUntil;
+  }
+
+  /** A transaction failed without an answer: sync until it can no longer be applied. */
+  private uncertain(): void {
+    this.needsSync = true;
+    this.uncertainUntil = Date.now() + UNCERTAIN_MS;
   }
 
   private async syncUnder(lease: Lease): Promise<void> {
@@ -593,6 +628,7 @@ function freeSlot(limit: number, taken: ReadonlySet<number>): number {
   while (taken.has(n)) n++;
   return n;
 }
+
 
 /** One of this node's slots as read back from etcd. */
 interface OwnSlot {

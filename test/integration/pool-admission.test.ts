@@ -1,15 +1,18 @@
 /**
  * Admission across the pool (cluster/pool-admission.ts; docs/design.md section 11) against a
- * real etcd member, without the gateway around it: several nodes (PoolNode + PoolAdmission each,
- * as gateway.ts builds them) on one etcd, each test under its own key prefix.
- *  - slots: a partner's limit holds across nodes, also when they all ask at once; closing gives
- *    the slot back at once; the pool-wide connectionLimit counts every partner's streams;
+ * real 3-member etcd, without the gateway around it: several nodes (PoolNode + PoolAdmission
+ * each, as gateway.ts builds them) on one etcd, each test under its own key prefix.
+ *  - slots: a partner's limit holds across nodes, also when they all ask at once (600 at once
+ *    for 20 slots: never more, and no local share while etcd answers); closing gives the slot
+ *    back at once; the pool-wide connectionLimit counts every partner's streams; a lowered limit
+ *    moves streams below it or returns them to be closed;
  *  - a lease that is lost (revoked here, as etcd does when it expires) takes the node's slots;
  *    with its next lease the node registers its live streams again, and a stream that finds
  *    its slot taken stays up, counted as over the limit, until a slot frees;
+ *  - etcd gone while the node holds its lease: refused; lease lost: the local share;
  *  - a node that cannot reach etcd admits within floor(L / N), N from its state file, and
  *    nothing when it has never seen its pool.
- * etcd: 127.0.0.81, client port 22381, peer port 22382 (test/interop/README.md, block 8x).
+ * etcd: 127.0.0.81-.83, client port 22381, peer port 22382 (test/interop/README.md, block 8x).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -39,7 +42,7 @@ interface TestNode {
 const nodes: TestNode[] = [];
 
 beforeAll(async () => {
-  etcd = await startEtcdCluster({ ips: ['127.0.0.81'], clientPort: 22381, peerPort: 22382 });
+  etcd = await startEtcdCluster({ ips: ['127.0.0.81', '127.0.0.82', '127.0.0.83'], clientPort: 22381, peerPort: 22382 });
   dir = await mkdtemp(join(tmpdir(), 'xgw-pool-admission-'));
 });
 
@@ -135,6 +138,21 @@ describe('admission across the pool', () => {
     expect(verdicts.filter((v) => v.ok)).toHaveLength(5);
     expect(Object.keys(await slots(prefix))).toHaveLength(5);
     expect(Object.keys(await slots(prefix, 'connections/'))).toHaveLength(5);
+  });
+
+  it('never admits more than L under heavy contention, and never falls back to a local share while etcd answers', async () => {
+    const prefix = newPrefix();
+    const pool = [await startNode('a', prefix), await startNode('b', prefix), await startNode('c', prefix)];
+    const started = Date.now();
+    const verdicts = await Promise.all(Array.from({ length: 600 }, (_, i) => pool[i % 3]!.admission.admit(request('hot.test', 20))));
+    const admitted = verdicts.filter((v) => v.ok).length;
+    console.log(`pool-admission: 600 at once for L = 20 on 3 nodes: ${admitted} admitted in ${Date.now() - started} ms`);
+    if (process.env.XGW_POOL_DEBUG) console.log([...new Set(pool.flatMap((n) => n.logs).filter((l) => l.event === 'pool.local-admission').map((l) => String(l.text ?? 'admitted').slice(0, 200)))]);
+    expect(admitted).toBeLessThanOrEqual(20);
+    expect(admitted).toBeGreaterThan(0);
+    // Transactions still under way for refused streams give their slots back when they answer.
+    await eventually(async () => Object.keys(await slots(prefix)).length === admitted, 3000, 'only the admitted streams hold slots');
+    expect(pool.flatMap((n) => n.results).filter((r) => r === 'local' || r === 'local-refused')).toEqual([]);
   });
 
   it('applies connectionLimit to the partner streams of the whole pool', async () => {
@@ -241,6 +259,37 @@ describe('admission across the pool', () => {
     nodes.splice(nodes.indexOf(b), 1);
     await eventually(() => a.known.count === 2, 2000, 'a sees 2 nodes');
   });
+});
+
+describe('etcd away', () => {
+  it('while the node holds its lease, what etcd cannot decide is refused, not put on the local share; etcd back, it admits again', async () => {
+    const prefix = newPrefix();
+    const a = await startNode('a', prefix);
+    await startNode('b', prefix);
+    await eventually(() => a.known.count === 2, 2000, 'a sees 2 nodes');
+    // All members at once, as a power cut would (stopAll's SIGTERM shutdown takes seconds).
+    await Promise.all(etcd.members.map((_, i) => etcd.kill(i)));
+    try {
+      // The lease is lost twice the TTL after the last keep-alive (at TTL/3 intervals): > 3 s from now.
+      expect(a.pool.membership.online).toBe(true);
+      const started = Date.now();
+      const verdict = await a.admission.admit(request('away.test', 4));
+      // It tried until its deadline (less the last pause between tries, at most 400 ms).
+      expect(Date.now() - started).toBeGreaterThanOrEqual(ADMISSION_DEADLINE_MS - 500);
+      expect(verdict).toMatchObject({ ok: false, rule: 'ConnectionLimit' });
+      expect((verdict as { text: string }).text).toMatch(/^the pool could not decide on partner away\.test's ConnectionLimit 4 within 3000 ms \(.+\) \(inbound streams\)$/);
+      expect(a.results).toEqual(['refused']);
+      // Lease lost: cut off, the local share decides at once (floor(4/2) = 2).
+      await eventually(() => !a.pool.membership.online, 8000, 'lease lost');
+      expect(await a.admission.admit(request('away.test', 4))).toEqual({ ok: true });
+      expect(a.results).toEqual(['refused', 'local']);
+    } finally {
+      await etcd.startAll();
+    }
+    await eventually(() => a.admission.unregistered === 0, 10_000, 'the local admission registered');
+    expect(await a.admission.admit(request('away.test', 4))).toEqual({ ok: true });
+    expect(a.results).toEqual(['refused', 'local', 'admitted']);
+  }, 40_000);
 });
 
 describe('a node cut off from etcd', () => {

@@ -7,8 +7,9 @@
  *  - a stream closed normally gives its slot back at once; a SIGKILLed node's slots go within
  *    the lease TTL, and another node then admits;
  *  - one etcd member killed changes nothing;
- *  - all of etcd stopped: streams keep flowing (a ping is answered over the streams already up),
- *    a node admits only within its local share floor(L / N) (L = 2, N = 3: none; L = 3: one), and
+ *  - all of etcd stopped: streams keep flowing (a ping is answered over the streams already up);
+ *    once its lease is lost a node admits only within its local share floor(L / N) (L = 2, N = 3:
+ *    none; L = 3: one), and
  *    once etcd is back it registers the stream it admitted meanwhile;
  *  - `xmpp-gateway --json status` against one node lists all three and their streams; /metrics
  *    has the node label.
@@ -246,10 +247,14 @@ describe('ConnectionLimit across the pool', () => {
     // The hot path never waits on etcd.
     expect(Date.now() - sent).toBeLessThan(500);
 
+    // Cut off once the lease is lost (etcd unanswered for twice the TTL, on the node's side;
+    // until then what etcd cannot decide is refused: pool-admission.test.ts).
+    expect(await eventually(async () => (await metricValue(node[1]!.adminPort, 'gw_pool_online', {})) === 0, 4 * LEASE_TTL_SECONDS * 1000, 100)).toBe(true);
+
     // L = 2 on 3 nodes: a share of 0.
     const two = await connect(node[1]!, 'two.test');
     expect(two.outcome).toBe('refused:policy-violation');
-    expect(two.error?.text).toMatch(/^etcd cannot be reached \(.+\): this node's share of partner two\.test's ConnectionLimit 2 is floor\(2\/3 nodes\) = 0 \(inbound streams\), 0 in use$/);
+    expect(two.error?.text).toMatch(/^etcd cannot be reached \(this node holds no lease: .+\): this node's share of partner two\.test's ConnectionLimit 2 is floor\(2\/3 nodes\) = 0 \(inbound streams\), 0 in use$/);
     // L = 3: one stream, not two.
     const three = await connect(node[1]!, 'three.test');
     expect(three.outcome).toBe('sasl-external');
@@ -264,19 +269,22 @@ describe('ConnectionLimit across the pool', () => {
     expect(cut.pool.nodes.map((n) => n.name)).toEqual(['gw2']);
     expect(cut.pool.nodes[0]!.streams.find((s) => s.partner === 'three.test')).toMatchObject({ slot: null });
 
-    // Long enough for every lease to be lost on the nodes' side (twice the TTL), then etcd returns.
-    await new Promise((r) => setTimeout(r, 2 * LEASE_TTL_SECONDS * 1000 + 500));
+    // Every node's lease lost on its side, then etcd returns.
+    for (const gw of node) expect(await eventually(async () => (await metricValue(gw.adminPort, 'gw_pool_online', {})) === 0, 4 * LEASE_TTL_SECONDS * 1000, 100)).toBe(true);
     ping(flow.peer, 'flow.test', 'still');
     await partnerServer.waitForStanza((el) => el.attrs.id === 'still');
     await etcd.startAll();
     const back = Date.now();
-    expect(await eventually(async () => (await holders('three.test')).join() === 'gw2', 10_000, 100), 'gw2 registers its three.test stream').toBe(true);
+    expect(await eventually(async () => (await holders('three.test')).join() === 'gw2', 15_000, 100), 'gw2 registers its three.test stream').toBe(true);
     console.log(`pool-limits: stream admitted on the local share registered ${Date.now() - back} ms after etcd was back`);
     // The streams up before the outage hold their slots again (under the nodes' new leases).
     expect(await eventually(async () => (await holders('flow.test')).join() === 'gw1' && (await holders('a.test')).join() === 'gw2', 10_000, 100)).toBe(true);
     expect(await eventually(async () => (await metricValue(node[1]!.adminPort, 'gw_pool_unregistered_streams', {})) === 0, 5000)).toBe(true);
-    // And the pool decides again: the three.test stream counts, L = 3 allows two more.
+    // And once every node is back in the pool, it decides again: the three.test stream counts, L = 3 allows two more.
+    for (const gw of node) expect(await eventually(async () => (await metricValue(gw.adminPort, 'gw_pool_online', {})) === 1, 10_000, 100)).toBe(true);
+    const admitted = await metricValue(node[2]!.adminPort, 'gw_pool_admissions_total', { result: 'admitted' });
     expect((await connect(node[2]!, 'three.test')).outcome).toBe('sasl-external');
+    expect(await metricValue(node[2]!.adminPort, 'gw_pool_admissions_total', { result: 'admitted' })).toBe(admitted + 1);
     expect(flow.peer.closedAlready).toBe(false);
     expect(three.peer.closedAlready).toBe(false);
   }, 60_000);
