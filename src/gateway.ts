@@ -10,6 +10,7 @@ import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { PoolNode } from './cluster/pool-node.js';
 import { PoolApprovalStore } from './cluster/pool-approvals.js';
 import { openDialbackSecret } from './cluster/shared-secret.js';
+import { startPoolLimits } from './cluster/pool-limits.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
 import { AuditLog } from './admin/audit.js';
@@ -108,7 +109,9 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
   const streams = new Set<S2SStream>();
   const liveStreams = { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) };
-  const metrics = new GatewayMetrics({ streams: liveStreams });
+  const metrics = new GatewayMetrics({ streams: liveStreams, ...(pool ? { node: pool.name } : {}) });
+  // ConnectionLimit and connectionLimit across the pool (docs/design.md section 11).
+  const clusterLimits = pool ? await startPoolLimits(pool, config, log, (view) => metrics.attachPool(view)) : null;
   const limits = new ConnectionLimits({
     connectionLimit: config.connectionLimit,
     partnerConnectionLimit: config.partnerConnectionLimit,
@@ -118,6 +121,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     shed: (oldest, rule, text) => {
       if (oldest instanceof InboundStream) oldest.refuse(oldest.partner?.Identity ?? null, 'policy-violation', rule, text);
     },
+    ...(clusterLimits ? { pool: clusterLimits.admission } : {}),
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const refusals = new RefusalLog();
@@ -234,6 +238,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     await Promise.all(listeners.map((l) => l.close()));
     await dnsView?.close();
     await approvals.close();
+    clusterLimits?.close();
     await dialbackSecret.close();
     await pool?.close();
     throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
@@ -267,6 +272,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
           return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: reloader.location };
         },
         ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
+        ...(clusterLimits ? { poolInfo: () => clusterLimits.status() } : {}),
       });
     await extras.started();
     return server;
@@ -286,6 +292,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     pool,
     async close() {
       supervisor.stop();
+      // Closing streams no longer talks to etcd: the lease, revoked last, takes all their slots at once.
+      clusterLimits?.close();
       reloader.stop();
       // Nothing queued is dropped silently at shutdown: it is bounced to its senders first.
       partnerPool.shutdown('the gateway is shutting down');
