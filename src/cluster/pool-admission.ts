@@ -18,7 +18,7 @@
  * Closing the stream deletes both (only if they still hold its value). A node that dies stops
  * renewing its lease, and etcd deletes its slots within `leaseTtlSeconds`.
  *
- * **Cut off from etcd**, i.e. without a lease (etcd unanswered for longer than the lease allows,
+ * **Cut off from etcd**, i.e. without a lease (no renewal answered for `leaseTtlSeconds`,
  * membership.ts), the node keeps its streams and admits a new one only while its own streams of
  * that partner and direction number less than floor(L / N), and its own partner streams less
  * than floor(C / N), N being the pool's size as it last saw it (cluster/known-nodes.ts). The
