@@ -124,6 +124,8 @@ class Holding {
   limitName: PartnerLimit['limitName'];
   /** The admission has been answered; `admitted` says how. */
   decided = false;
+  /** etcd gave no decision within the admission deadline. */
+  undecided = false;
   admitted = false;
   released = false;
   /** Transactions under way that may register this stream: their answer, not a sync, decides. */
@@ -201,13 +203,16 @@ export class PoolAdmission implements PoolGate {
     const h = new Holding(request, this.pool.name);
     this.holdings.set(request.stream, h);
     const lease = this.closed ? null : this.pool.membership.currentLease;
-    let verdict: LimitVerdict;
-    let result: AdmissionResult;
+    let verdict: LimitVerdict = { ok: false, rule: 'ConnectionLimit', text: 'not decided' };
+    let result: AdmissionResult = 'refused';
     if (lease) {
       verdict = await this.register(h, lease).catch((err: Error) => this.undecided(h, err.message));
       result = verdict.ok ? 'admitted' : 'refused';
-    } else {
-      verdict = this.localShare(h, 'this node holds no lease: etcd unanswered for longer than leaseTtlSeconds');
+    }
+    if (!lease || (h.undecided && !this.closed && this.pool.membership.currentLease !== lease)) {
+      // Without a lease, or having lost it while etcd did not answer, this node is cut off: the
+      // cut-off rule decides (its slots are gone with the lease, so refusing protects nothing).
+      verdict = this.localShare(h, lease ? 'the lease was lost while etcd did not answer' : 'this node holds no lease: etcd unanswered for longer than leaseTtlSeconds');
       result = verdict.ok ? 'local' : 'local-refused';
       if (verdict.ok) this.needsSync = true;
     }
@@ -378,6 +383,7 @@ export class PoolAdmission implements PoolGate {
 
   /** The refusal of a stream the pool could not decide on in time (see takeSlots). */
   private undecided(h: Holding, why: string): LimitVerdict {
+    h.undecided = true;
     return { ok: false, rule: 'ConnectionLimit', text: `the pool could not decide on partner ${h.request.partner}'s ${h.limitName} ${h.limit} within ${ADMISSION_DEADLINE_MS} ms (${why}) (${h.request.direction} streams)` };
   }
 
