@@ -11,6 +11,7 @@ import { PoolNode } from './cluster/pool-node.js';
 import { PoolApprovalStore } from './cluster/pool-approvals.js';
 import { PoolBarrierAnswers } from './cluster/barrier-answers.js';
 import { openDialbackSecret } from './cluster/shared-secret.js';
+import { startPoolLimits } from './cluster/pool-limits.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { adminExtras, auditReloads, checkAdminTls } from './admin/admin-setup.js';
 import { AuditLog } from './admin/audit.js';
@@ -111,7 +112,9 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
 
   const streams = new Set<S2SStream>();
   const liveStreams = { list: () => [...streams].filter((s) => !s.closed).map((s) => s.info()) };
-  const metrics = new GatewayMetrics({ streams: liveStreams });
+  const metrics = new GatewayMetrics({ streams: liveStreams, ...(pool ? { node: pool.name } : {}) });
+  // ConnectionLimit and connectionLimit across the pool (docs/design.md section 11).
+  const clusterLimits = pool ? await startPoolLimits(pool, config, log, (view) => metrics.attachPool(view)) : null;
   const limits = new ConnectionLimits({
     connectionLimit: config.connectionLimit,
     partnerConnectionLimit: config.partnerConnectionLimit,
@@ -121,6 +124,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     shed: (oldest, rule, text) => {
       if (oldest instanceof InboundStream) oldest.refuse(oldest.partner?.Identity ?? null, 'policy-violation', rule, text);
     },
+    ...(clusterLimits ? { pool: clusterLimits.admission } : {}),
   });
   const resolver = new Resolver({ ...(config.dns.servers ? { servers: [...config.dns.servers] } : {}), routes: { ...config.dns.routes } });
   const refusals = new RefusalLog();
@@ -242,6 +246,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     await dnsView?.close();
     await approvals.close();
     await barrierAnswers?.close();
+    clusterLimits?.close();
     await dialbackSecret.close();
     await pool?.close();
     throw err instanceof Error && 'code' in err && (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
@@ -275,6 +280,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
           return reloader.lastError ? { ok: false, error: reloader.lastError.message } : { ok: true, partners: reloader.current.size, file: reloader.location };
         },
         ...(opts.onStopRequest ? { stop: opts.onStopRequest } : {}),
+        ...(clusterLimits ? { poolInfo: () => clusterLimits.status() } : {}),
       });
     await extras.started();
     return server;
@@ -295,6 +301,8 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     barriers,
     async close() {
       supervisor.stop();
+      // Closing streams no longer talks to etcd: the lease, revoked last, takes all their slots at once.
+      clusterLimits?.close();
       reloader.stop();
       // Nothing queued is dropped silently at shutdown: it is bounced to its senders first.
       partnerPool.shutdown('the gateway is shutting down');

@@ -3,6 +3,7 @@
  * reload trigger.
  *
  *   GET  /status   application/json  {"streams": [StreamInfo, ...], "partners": partnersInfo()}
+ *                  (in a pool also "pool": every node and its streams, cluster/pool-status.ts)
  *   GET  /metrics  text/plain; version=0.0.4
  *   POST /reload   application/json  {"ok": true, ...} (200) | {"ok": false, "error": "..."} (422)
  *   GET  /approvals          {"approvals": [Approval, ...]}, most recently seen first
@@ -53,6 +54,8 @@ export interface AdminServerOptions {
   metrics: { render(): string | Promise<string> };
   /** Shown under "partners" in /status, e.g. {count, lastReloadError, appliedAt}. */
   partnersInfo: () => object;
+  /** Shown under "pool" in /status (cluster mode only): the pool's nodes and their streams. */
+  poolInfo?: () => Promise<object>;
   /** `by`: who asked (recorded in the audit trail with the reload). */
   reload: (by?: Actor) => Promise<ReloadResult>;
   /** Who may do what (required: the listener is never open). */
@@ -144,8 +147,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     '/status': {
       method: 'GET',
-      handle: (res) => {
-        const body = JSON.stringify({ streams: opts.streams.list(), partners: opts.partnersInfo() });
+      handle: async (res) => {
+        const pool = opts.poolInfo ? { pool: await opts.poolInfo() } : {};
+        const body = JSON.stringify({ streams: opts.streams.list(), partners: opts.partnersInfo(), ...pool });
         send(res, 200, JSON_TYPE, body);
       },
     },

@@ -273,10 +273,19 @@ export class GatewayMetrics {
   /** gw_relay_unconfirmed_total{realm}: stanzas whose delivery barrier was never answered (may be lost). */
   readonly unconfirmed: Counter;
 
-  /** `processMetrics` (default true): prom-client's default process and Node.js metrics too. */
-  constructor(opts: { streams?: StreamRegistryView; processMetrics?: boolean } = {}) {
+  /** The pool's metrics (docs/design.md section 11); null on a single gateway. */
+  pool: PoolMetrics | null = null;
+
+  /**
+   * `processMetrics` (default true): prom-client's default process and Node.js metrics too.
+   * `node`: this node's name in a pool (`cluster.nodeName`), a `node` label on every series, so
+   * the pool's nodes can be scraped into one Prometheus and told apart (docs/design.md section 11).
+   */
+  constructor(opts: { streams?: StreamRegistryView; processMetrics?: boolean; node?: string } = {}) {
     this.view = opts.streams ?? null;
     const r = this.registry;
+    // prom-client adds default labels to every series at exposition (ours and its process metrics).
+    if (opts.node !== undefined) r.prom.setDefaultLabels({ node: opts.node });
     const metrics = this;
     this.streams = new PromGauge({
       name: 'gw_streams', help: 'Live s2s streams by partner, direction and authentication method.', labelNames: ['partner', 'direction', 'auth'], registers: [r.prom],
@@ -311,6 +320,12 @@ export class GatewayMetrics {
     return out;
   }
 
+  /** Registers the pool's metrics, read from `view` at scrape time (cluster mode only). */
+  attachPool(view: PoolMetricsView): PoolMetrics {
+    this.pool ??= new PoolMetrics(this.registry, view);
+    return this.pool;
+  }
+
   /** Sets (or replaces) the stream registry `gw_streams` is counted from. */
   attachStreams(view: StreamRegistryView): void {
     this.view = view;
@@ -319,5 +334,52 @@ export class GatewayMetrics {
   /** The exposition: the gw_ metrics, then prom-client's process metrics. */
   render(): Promise<string> {
     return this.registry.render();
+  }
+}
+
+/** What the pool's gauges read at scrape time (cluster/pool-admission.ts, cluster/known-nodes.ts). */
+export interface PoolMetricsView {
+  /** This node holds a lease in etcd. */
+  readonly online: boolean;
+  /** The pool's size as this node last saw it (null: never). */
+  readonly knownNodes: number | null;
+  /** This node's admitted partner streams without slots in etcd (local share, or over the limit). */
+  readonly unregistered: number;
+}
+
+/** The pool's metrics (docs/design.md section 11). */
+export class PoolMetrics {
+  /** gw_pool_admissions_total{result}: admitted / refused by etcd; local / local-refused on the node's share while cut off. */
+  readonly admissions: Counter;
+  /** gw_pool_admission_seconds: how long an admission waited for its decision. */
+  readonly admissionSeconds: Histogram;
+
+  constructor(registry: MetricsRegistry, view: PoolMetricsView) {
+    this.admissions = registry.counter('gw_pool_admissions_total', 'Stream admissions across the pool, by result: admitted or refused by an etcd transaction; local or local-refused on this node\'s share while cut off from etcd.', ['result']);
+    this.admissionSeconds = registry.histogram('gw_pool_admission_seconds', 'Time an authenticated stream waited for the pool\'s admission decision.', [], [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]);
+    new PromGauge({
+      name: 'gw_pool_online', help: 'Whether this node holds its lease in etcd (1) or is cut off (0).', registers: [registry.prom],
+      collect() {
+        this.set(view.online ? 1 : 0);
+      },
+    });
+    new PromGauge({
+      name: 'gw_pool_nodes', help: 'Nodes in the pool as this node last saw them (0: never reached etcd); the N of the local shares.', registers: [registry.prom],
+      collect() {
+        this.set(view.knownNodes ?? 0);
+      },
+    });
+    new PromGauge({
+      name: 'gw_pool_unregistered_streams', help: 'This node\'s admitted partner streams holding no slot in etcd (admitted on its share while cut off, or over the pool\'s limit).', registers: [registry.prom],
+      collect() {
+        this.set(view.unregistered);
+      },
+    });
+  }
+
+  /** One admission decided (cluster/pool-admission.ts `observe`). */
+  admission(result: string, seconds: number): void {
+    this.admissions.inc([result]);
+    this.admissionSeconds.observe(seconds);
   }
 }

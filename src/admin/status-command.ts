@@ -1,7 +1,8 @@
 /**
  * `xmpp-gateway [--config FILE] [--json] status` (docs/design.md section 7): asks the running
  * gateway's admin listener (gateway.yaml `admin.listen`) for `GET /status` and prints its live
- * streams, as a table for people or as the JSON received for scripts.
+ * streams, as a table for people or as the JSON received for scripts. A node of a pool also
+ * prints every node of the pool with its streams (docs/design.md section 11).
  */
 import { loadGatewayConfig } from '../config/load.js';
 import { formatTable } from '../cli/output.js';
@@ -23,8 +24,39 @@ export async function status(configPath: string, json: boolean): Promise<number>
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     return 0;
   }
-  process.stdout.write(formatStatusTable(streams, (body as { partners?: unknown }).partners));
+  const { partners, pool } = body as { partners?: unknown; pool?: unknown };
+  process.stdout.write(formatStatusTable(streams, partners) + formatPoolTable(pool));
   return 0;
+}
+
+const POOL_COLUMNS = ['NODE', 'PARTNER', 'DIRECTION', 'REMOTE', 'STREAM', 'SLOT', 'AGE'] as const;
+
+/**
+ * The pool (only in a pool's status): a line saying which node answered and whether etcd did,
+ * then one row per stream of every node (a node without streams gets a row of its own). SLOT is
+ * the stream's slot of its partner's ConnectionLimit; `-` for a stream this node admitted on its
+ * local share and has not registered yet, `over` for one that found no free slot since.
+ */
+export function formatPoolTable(pool: unknown, nowMs = Date.now()): string {
+  if (pool === null || typeof pool !== 'object') return '';
+  const p = pool as { node?: unknown; etcd?: unknown; error?: unknown; knownNodes?: unknown; nodes?: unknown };
+  const nodes = Array.isArray(p.nodes) ? (p.nodes as Record<string, unknown>[]) : [];
+  const known = typeof p.knownNodes === 'number' ? `, ${p.knownNodes} known for local shares` : '';
+  const head = p.etcd === 'reachable'
+    ? `pool: ${nodes.length} node${nodes.length === 1 ? '' : 's'} (this is ${cell(p.node)})${known}`
+    : `pool: etcd unreachable (${String(p.error ?? 'no answer').split('\n')[0]}): this node (${cell(p.node)}) only${known}`;
+  const rows: string[][] = [];
+  for (const n of nodes) {
+    const streams = Array.isArray(n.streams) ? (n.streams as Record<string, unknown>[]) : [];
+    const name = `${cell(n.name)}${n.self === true ? '*' : ''}`;
+    if (streams.length === 0) rows.push([name, '-', '-', '-', '-', '-', '-']);
+    for (const s of streams) {
+      const since = typeof s.since === 'string' ? Date.parse(s.since) : NaN;
+      const slot = s.overLimit === true ? 'over' : cell(s.slot);
+      rows.push([name, cell(s.partner), cell(s.direction), cell(s.remoteDomain), cell(s.stream), slot, Number.isNaN(since) ? '-' : formatAge((nowMs - since) / 1000)]);
+    }
+  }
+  return `\n${head}\n${formatTable(POOL_COLUMNS, rows, new Set(['SLOT', 'AGE']))}`;
 }
 
 /** The human view: one row per stream, then a line about the partner list. */

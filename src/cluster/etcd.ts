@@ -24,6 +24,8 @@ export const ETCD_CALL_TIMEOUT_MS = 2_000;
  *  - `nodes/<node>`: a live node (JSON), under that node's lease;
  *  - `streams/<partner>/<direction>/<slot>`: an admitted stream holding one slot of its partner's
  *    ConnectionLimit (JSON naming the node), under the node's lease;
+ *  - `connections/<slot>`: the same stream's slot of the pool-wide `connectionLimit` (same JSON,
+ *    same lease; cluster/pool-admission.ts puts and deletes both in one transaction);
  *  - `approvals/<local> <remote>`: a trust-tier approval (JSON: local, remote, since, lastSeen,
  *    node); bare JIDs in comparison form, which never contain a space, so `approvals/<local> `
  *    is the prefix of exactly one local user's approvals;
@@ -38,6 +40,9 @@ export const poolKeys = {
   nodes: 'nodes/',
   node: (name: string) => `nodes/${name}`,
   streams: 'streams/',
+  /** The slots of one partner's limit in one direction. */
+  partnerSlots: (partner: string, direction: string) => `streams/${partner}/${direction}/`,
+  connections: 'connections/',
   approvals: 'approvals/',
   approval: (local: string, remote: string) => `approvals/${local} ${remote}`,
   approvalsOf: (local: string) => `approvals/${local} `,

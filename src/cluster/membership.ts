@@ -5,7 +5,12 @@
  * its keys when the TTL runs out, so its share of every limit is back within one TTL.
  *
  * When the lease is lost (etcd unreachable for longer than the TTL, or the lease revoked) the
- * node is *offline*: it says so ('offline'), keeps serving, and tries for a new lease every
+ * node is *offline*. The node decides that by its own clock: a lease whose last renewal was
+ * answered `leaseTtlSeconds` ago has expired in etcd too (etcd counts the TTL from the renewal it
+ * received, which is earlier), so its keys are gone and other nodes may take their slots. The
+ * etcd3 client only reports a loss after twice the TTL, which would leave a cut-off node
+ * refusing new streams (it neither gets etcd's decision nor knows it is cut off) for that long.
+ * Offline, it it says so ('offline'), keeps serving, and tries for a new lease every
  * second; with one it registers again and says 'online' with the new lease, so that whoever
  * holds keys under the old one can put them back.
  */
@@ -31,6 +36,8 @@ const REGRANT_INTERVAL_MS = 1_000;
 export class PoolMembership extends EventEmitter<MembershipEvents> {
   private lease: Lease | null = null;
   private regrant: NodeJS.Timeout | undefined;
+  /** Fires `leaseTtlSeconds` after the last answered renewal: the lease has expired in etcd. */
+  private expiry: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly info: PoolNodeInfo;
   /** How many nodes were registered the last time this node could ask etcd (itself included). */
@@ -76,6 +83,7 @@ export class PoolMembership extends EventEmitter<MembershipEvents> {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.regrant);
+    clearTimeout(this.expiry);
     const lease = this.lease;
     this.lease = null;
     await lease?.revoke().catch(() => {});
@@ -84,7 +92,9 @@ export class PoolMembership extends EventEmitter<MembershipEvents> {
   private async join(): Promise<boolean> {
     const lease = this.etcd.client.lease(this.etcd.config.leaseTtlSeconds);
     try {
+      const grantedAt = Date.now();
       const id = await lease.grant();
+      this.armExpiry(lease, grantedAt);
       await this.etcd.kv.put(poolKeys.node(this.info.name)).value(JSON.stringify(this.info)).lease(id);
       await this.nodes();
     } catch (err) {
@@ -97,14 +107,32 @@ export class PoolMembership extends EventEmitter<MembershipEvents> {
       return false;
     }
     lease.on('lost', (err) => this.lost(lease, err));
+    // etcd counts the TTL from when it received a renewal, so the clock restarts from when the
+    // answered renewal was sent (the last 'keepaliveFired'), never later.
+    let firedAt = Date.now();
+    lease.on('keepaliveFired', () => (firedAt = Date.now()));
+    lease.on('keepaliveSucceeded', () => this.armExpiry(lease, firedAt));
     this.lease = lease;
     this.log.info('cluster.joined', { node: this.info.name, nodes: this.lastKnownNodes, leaseTtlSeconds: this.etcd.config.leaseTtlSeconds });
     this.emit('online', lease);
     return true;
   }
 
+  /** (Re)starts the clock of a lease renewed (or granted) by a request sent at `sentAt`. */
+  private armExpiry(lease: Lease, sentAt: number): void {
+    clearTimeout(this.expiry);
+    const ttlMs = this.etcd.config.leaseTtlSeconds * 1000;
+    this.expiry = setTimeout(() => {
+      this.lost(lease, new Error(`no renewal of the lease answered for leaseTtlSeconds (${this.etcd.config.leaseTtlSeconds} s): it has expired in etcd`));
+    }, Math.max(0, sentAt + ttlMs - Date.now()));
+    this.expiry.unref();
+  }
+
   private lost(lease: Lease, err: Error): void {
     if (this.lease !== lease || this.closed) return;
+    clearTimeout(this.expiry);
+    // The old lease is dead in etcd: stop renewing it (a new one is granted on rejoining).
+    lease.release();
     this.lease = null;
     this.log.warn('cluster.lease-lost', { node: this.info.name, error: err.message, knownNodes: this.lastKnownNodes });
     this.emit('offline', err);

@@ -10,6 +10,11 @@
  *    unauthenticated one instead of being refused (an idle flood cannot lock partners out);
  *  - dialback verification connections are short-lived, counted apart and capped on their own,
  *    so a partner at its limit can still be verified.
+ *
+ * In a pool (docs/design.md section 11) a partner's ConnectionLimit and the connectionLimit of
+ * authenticated partner streams hold across all nodes: after the local check, `admitPartnerStream`
+ * asks the pool (`settings.pool`, cluster/pool-admission.ts), which decides with an etcd
+ * transaction, so the answer is a promise. Without a pool it is the synchronous answer of old.
  */
 import type { PartnerRecord } from '../policy/types.js';
 import type { StreamDirection } from './stream-info.js';
@@ -26,6 +31,48 @@ export interface LimitSettings {
    * without it, a new connection beyond `maxUnauthenticated` is refused instead.
    */
   readonly shed?: (oldest: Counted, rule: string, text: string) => void;
+  /** The pool's admission (cluster mode); absent: every decision is local and synchronous. */
+  readonly pool?: PoolGate;
+}
+
+/** What the pool is asked about one stream that authenticated (docs/design.md section 11). */
+export interface PoolAdmissionRequest {
+  /** The partner's Identity. */
+  readonly partner: string;
+  readonly direction: StreamDirection;
+  /** The partner's limit L, and where it comes from (its record, or partnerConnectionLimit). */
+  readonly limit: number;
+  readonly limitName: 'ConnectionLimit' | 'partnerConnectionLimit';
+  readonly stream: Counted;
+  /** The stream's id in status (S2SStream.connectionId) and its remote domain, shown across the pool. */
+  readonly streamId: string;
+  readonly remoteDomain: string;
+}
+
+/** A partner's limit as a reload left it. */
+export interface PartnerLimit {
+  readonly limit: number;
+  readonly limitName: 'ConnectionLimit' | 'partnerConnectionLimit';
+}
+
+/** One of this node's streams above its partner's lowered limit across the pool: to be closed. */
+export interface PoolSurplus extends PartnerLimit {
+  readonly stream: Counted;
+  readonly partner: string;
+  readonly direction: StreamDirection;
+}
+
+/** Admission across the pool: a slot of the partner's limit, given back by `release`. */
+export interface PoolGate {
+  /** Never rejects: when etcd cannot answer, the node decides on its local share. */
+  admit(request: PoolAdmissionRequest): Promise<LimitVerdict>;
+  release(stream: Counted): void;
+  /**
+   * After a reload: the limits in force (undefined: no longer a partner). Resolves with this
+   * node's streams that hold no slot below their partner's limit and find no free one; `live`
+   * says which streams still count (not already being closed by the reload).
+   */
+  applyLimits(limitOf: (partner: string) => PartnerLimit | undefined, live: (stream: Counted) => boolean): Promise<PoolSurplus[]>;
 }
 
 export type LimitVerdict = { readonly ok: true } | { readonly ok: false; readonly rule: string; readonly text: string };
@@ -135,11 +182,54 @@ export class ConnectionLimits {
     return OK;
   }
 
+  /**
+   * Counts an authenticated stream against its partner, locally and then (in a pool) across the
+   * pool. Without a pool the verdict is synchronous, exactly `addPartnerStream`; in a pool it is a
+   * promise, and the stream is counted here from the start (so this node never admits more than
+   * the limit while the pool decides) and uncounted again if the pool refuses.
+   */
+  admitPartnerStream(partner: PartnerRecord, direction: StreamDirection, stream: Counted, ids: { streamId: string; remoteDomain: string }): LimitVerdict | Promise<LimitVerdict> {
+    const pool = this.settings.pool;
+    const counted = this.partnerStreams(partner, direction).has(stream);
+    const local = this.addPartnerStream(partner, direction, stream);
+    if (!pool || !local.ok || counted) return local;
+    const limit = this.partnerLimit(partner);
+    const request: PoolAdmissionRequest = {
+      partner: partner.Identity,
+      direction,
+      limit,
+      limitName: partner.ConnectionLimit === null ? 'partnerConnectionLimit' : 'ConnectionLimit',
+      stream,
+      streamId: ids.streamId,
+      remoteDomain: ids.remoteDomain,
+    };
+    return pool.admit(request).then((verdict) => {
+      if (!verdict.ok) this.uncount(partner.Identity, direction, stream);
+      return verdict;
+    });
+  }
+
+  /**
+   * In a pool, after a reload: applies the partners' limits across the pool (see PoolGate
+   * `applyLimits`); resolves with the streams to close. Null without a pool.
+   */
+  applyPoolLimits(records: readonly PartnerRecord[], live: (stream: Counted) => boolean): Promise<PoolSurplus[]> | null {
+    const pool = this.settings.pool;
+    if (!pool) return null;
+    const limits = new Map<string, PartnerLimit>();
+    for (const r of records) limits.set(r.Identity, { limit: this.partnerLimit(r), limitName: r.ConnectionLimit === null ? 'partnerConnectionLimit' : 'ConnectionLimit' });
+    return pool.applyLimits((partner) => limits.get(partner), live);
+  }
+
   removePartnerStream(partnerIdentity: string, direction: StreamDirection, stream: Counted): void {
+    if (this.uncount(partnerIdentity, direction, stream)) this.settings.pool?.release(stream);
+  }
+
+  private uncount(partnerIdentity: string, direction: StreamDirection, stream: Counted): boolean {
     const set = this.byPartner[direction].get(partnerIdentity);
-    if (!set) return;
-    set.delete(stream);
+    if (!set?.delete(stream)) return false;
     if (set.size === 0) this.byPartner[direction].delete(partnerIdentity);
+    return true;
   }
 
   /** A dialback verification connection (not counted against any partner). */

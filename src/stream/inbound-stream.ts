@@ -58,6 +58,8 @@ export class InboundStream extends S2SStream {
   /** Aborted when the stream is gone, so its dialback verifications stop too. */
   private readonly released$ = new AbortController();
   private countedPartner: string | null = null;
+  /** The pool's admission decision while it is being made (docs/design.md section 11): true when admitted. */
+  private admission: Promise<boolean> | null = null;
   private unauthCounted = false;
 
   private connectionCounted = false;
@@ -359,14 +361,14 @@ export class InboundStream extends S2SStream {
     // XEP-0178: a refused EXTERNAL keeps the stream for dialback unless the record requires SASL.
     const verdict = externalVerdict(partner, domain, this.certificateProblem(domain));
     if (!verdict.ok) return this.saslRefused(verdict.saslCondition, verdict.rule, verdict.text, verdict.closesStream);
-    const counted = this.countAgainstPartner(partner);
-    if (!counted) return;
-    this.send(SASL_SUCCESS);
-    this.saslDone = true;
-    this.authMethod = 'sasl-external';
-    this.addPair(domain, this.localDomain!);
-    this.ctx.events.authenticated(this, partner.Identity, domain, 'sasl-external');
-    this.restartParser();
+    this.countAgainstPartner(partner, domain, () => {
+      this.send(SASL_SUCCESS);
+      this.saslDone = true;
+      this.authMethod = 'sasl-external';
+      this.addPair(domain, this.localDomain!);
+      this.ctx.events.authenticated(this, partner.Identity, domain, 'sasl-external');
+      this.restartParser();
+    });
   }
 
   private saslRefused(condition: Parameters<typeof saslFailure>[0], rule: string, text: string, closeStream: boolean): void {
@@ -452,11 +454,14 @@ export class InboundStream extends S2SStream {
 
   private dialbackValid(remote: string, local: string): void {
     const partner = this.partner!;
-    if (!this.authenticated && !this.countAgainstPartner(partner)) return;
-    this.send(dbResultAnswer(local, remote, 'valid'));
-    if (this.authMethod === 'none') this.authMethod = 'dialback';
-    this.addPair(remote, local);
-    this.ctx.events.authenticated(this, partner.Identity, remote, 'dialback');
+    const valid = () => {
+      this.send(dbResultAnswer(local, remote, 'valid'));
+      if (this.authMethod === 'none') this.authMethod = 'dialback';
+      this.addPair(remote, local);
+      this.ctx.events.authenticated(this, partner.Identity, remote, 'dialback');
+    };
+    if (this.authenticated && !this.admission) return valid();
+    this.countAgainstPartner(partner, remote, valid);
   }
 
   /**
@@ -560,15 +565,49 @@ export class InboundStream extends S2SStream {
     }
   }
 
-  /** Counts the stream against the partner's inbound limit at first authentication. */
-  private countAgainstPartner(partner: PartnerRecord): boolean {
-    if (this.countedPartner || !this.realm.countsAgainstPartnerLimits) return true;
-    const verdict = this.ctx.limits.addPartnerStream(partner, 'inbound', this);
-    if (!verdict.ok) {
-      this.refuse(partner.Identity, 'policy-violation', verdict.rule, verdict.text);
-      return false;
+  /**
+   * Counts the stream against the partner's inbound limit at first authentication, then runs
+   * `admitted` (the success answer), or refuses the stream. Without a pool this happens at once,
+   * synchronously. In a pool the decision is an etcd transaction (docs/design.md section 11):
+   * nothing more is read from the peer until it is made, so the stream's next element is handled
+   * only after the success answer (or never, after a refusal); requests for further domains that
+   * arrive meanwhile wait for the same decision.
+   */
+  private countAgainstPartner(partner: PartnerRecord, remoteDomain: string, admitted: () => void): void {
+    if (this.admission) {
+      void this.admission.then((ok) => {
+        if (ok && !this.closed) admitted();
+      });
+      return;
     }
+    if (this.countedPartner || !this.realm.countsAgainstPartnerLimits) return admitted();
+    const verdict = this.ctx.limits.admitPartnerStream(partner, 'inbound', this, { streamId: this.connectionId, remoteDomain });
+    if (!(verdict instanceof Promise)) {
+      if (!verdict.ok) return this.refuse(partner.Identity, 'policy-violation', verdict.rule, verdict.text);
+      this.countedPartner = partner.Identity;
+      return admitted();
+    }
+    // Counted from now on, so that a stream that goes away while the pool decides gives its slot back.
     this.countedPartner = partner.Identity;
-    return true;
+    this.parser.hold();
+    this.pauseReading(POOL_ADMISSION);
+    this.admission = verdict.then((v) => {
+      this.admission = null;
+      if (this.closed) return false;
+      if (v.ok) admitted();
+      else {
+        this.countedPartner = null;
+        this.refuse(partner.Identity, 'policy-violation', v.rule, v.text);
+      }
+      // After admitted(): a SASL restart resets the parser first, so held bytes start the new stream.
+      if (!this.closed) {
+        this.parser.release();
+        this.resumeReading(POOL_ADMISSION);
+      }
+      return v.ok;
+    });
   }
 }
+
+/** The reason reading pauses while the pool decides on a stream's admission. */
+const POOL_ADMISSION = Symbol('pool admission');

@@ -25,6 +25,7 @@ import { streamHeader } from '../xml/builders.js';
 import type { Element } from '../xml/ltx.js';
 import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_STREAM_ERRORS, NS_STREAMS, NS_TLS } from '../xml/namespaces.js';
 import { localName, nsOf } from '../xml/stream-parser.js';
+import type { LimitVerdict } from './connection-limits.js';
 import { now, S2SStream } from './s2s-stream.js';
 import type { StreamAuth } from './stream-info.js';
 
@@ -67,6 +68,8 @@ export class OutboundStream extends S2SStream {
   private authMethod: StreamAuth = 'none';
   private established = false;
   private countedPartner: string | null = null;
+  /** The pool is deciding on this stream's admission (docs/design.md section 11). */
+  private admitting = false;
   private resolveReady!: () => void;
   private rejectReady!: (err: OutboundFailure) => void;
   /** Resolves when the stream may carry stanzas (purpose 'stream'). */
@@ -406,16 +409,46 @@ export class OutboundStream extends S2SStream {
     }
   }
 
+  /**
+   * Authenticated: counts against the partner's outbound limit, then the stream may carry stanzas.
+   * Without a pool that is decided at once; in a pool (docs/design.md section 11) it waits for the
+   * etcd transaction, reading nothing meanwhile, and the stanzas for the partner wait in the
+   * pair's queue as they do during negotiation.
+   */
   private becomeEstablished(method: StreamAuth): void {
-    if (this.established) return;
-    const verdict = this.realm.countsAgainstPartnerLimits ? this.ctx.limits.addPartnerStream(this.partner, 'outbound', this) : null;
-    if (verdict && !verdict.ok) {
-      this.ctx.events.refused(this, this.partner.Identity, verdict.rule, 'policy-violation', verdict.text);
+    if (this.established || this.admitting) return;
+    if (!this.realm.countsAgainstPartnerLimits) return this.establish(method);
+    const partner = this.partner;
+    const verdict = this.ctx.limits.admitPartnerStream(partner, 'outbound', this, { streamId: this.connectionId, remoteDomain: this.opts.remoteDomain });
+    if (!(verdict instanceof Promise)) return this.admitted(partner, method, verdict);
+    // Counted from now on, so that a stream that goes away while the pool decides gives its slot back.
+    this.countedPartner = partner.Identity;
+    this.admitting = true;
+    this.parser.hold();
+    this.pauseReading(POOL_ADMISSION);
+    void verdict.then((v) => {
+      this.admitting = false;
+      if (this.closed) return;
+      this.admitted(partner, method, v);
+      if (this.closed) return;
+      this.parser.release();
+      this.resumeReading(POOL_ADMISSION);
+    });
+  }
+
+  private admitted(partner: PartnerRecord, method: StreamAuth, verdict: LimitVerdict): void {
+    if (!verdict.ok) {
+      this.countedPartner = null;
+      this.ctx.events.refused(this, partner.Identity, verdict.rule, 'policy-violation', verdict.text);
       this.fail(new OutboundFailure('resource-constraint', verdict.text));
       this.close();
       return;
     }
-    if (verdict) this.countedPartner = this.partner.Identity;
+    this.countedPartner = partner.Identity;
+    this.establish(method);
+  }
+
+  private establish(method: StreamAuth): void {
     this.established = true;
     this.authMethod = method;
     this.ctx.events.authenticated(this, this.partner.Identity, this.opts.remoteDomain, method);
@@ -431,3 +464,6 @@ export class OutboundStream extends S2SStream {
     this.close();
   }
 }
+
+/** The reason reading pauses while the pool decides on a stream's admission. */
+const POOL_ADMISSION = Symbol('pool admission');

@@ -74,11 +74,24 @@ export class StreamSupervisor {
     }
   }
 
-  /** docs/design.md section 6: apply a reloaded partner list to the live streams. */
+  /**
+   * docs/design.md section 6: apply a reloaded partner list to the live streams. In a pool a
+   * lowered ConnectionLimit holds across the pool too (section 11): this node's streams whose
+   * slot is at or above the new limit move below it, or close if no slot there is free.
+   */
   recheck(list: PartnerList): void {
     const plan = planRecheck(this.streams, list, this.limits);
     for (const { stream, record } of plan.keep) stream.updatePartner(record);
     for (const c of plan.close) this.refuse(c.stream, c.partner, c.rule, c.text);
+    const closing = new Set(plan.close.map((c) => c.stream));
+    const live = (s: object) => !closing.has(s as S2SStream) && !(s as S2SStream).closed;
+    void this.limits.applyPoolLimits(list.records, live)?.then((surplus) => {
+      for (const s of surplus) {
+        const stream = s.stream as S2SStream;
+        if (stream.closed) continue;
+        this.refuse(stream, s.partner, 'ConnectionLimit', `${s.limitName} of partner ${s.partner} lowered to ${s.limit} (${s.direction} streams): no slot below it is free across the pool`);
+      }
+    });
   }
 
   private timeout(stream: S2SStream, partner: PartnerRecord | null, rule: string, text: string): void {

@@ -84,6 +84,8 @@ export interface TestGatewayOptions {
   noPartnersFile?: boolean;
   /** More keys of the `admin` mapping, e.g. `openMetrics: true`. */
   admin?: string;
+  /** A fixed admin port (default 0: any), for the CLI, which reads it from gateway.yaml. */
+  adminPort?: number;
   /** `trust.allowCommonNameFor`. */
   allowCommonNameFor?: string[];
   /** The s2s listener (default 127.0.0.1, port 0). */
@@ -114,7 +116,7 @@ export async function prepareGatewayDir(opts: TestGatewayOptions): Promise<{ dir
     ...(opts.directTls ? ['  - { host: 127.0.0.1, port: 0, directTls: true }'] : []),
     'partners: partners.yaml',
     `trust: { caFiles: [ca.pem], allowCommonNameFor: [${(opts.allowCommonNameFor ?? []).join(', ')}] }`,
-    `admin: { listen: { host: 127.0.0.1, port: 0 }${opts.admin ? `, ${opts.admin}` : ''} }`,
+    `admin: { listen: { host: 127.0.0.1, port: ${opts.adminPort ?? 0} }${opts.admin ? `, ${opts.admin}` : ''} }`,
     ...(opts.dialbackSecret === null ? [] : [`dialbackSecret: "${opts.dialbackSecret ?? 'gateway-test-dialback-secret-0123456789'}"`]),
     'reloadDebounceMs: 20',
     'dns:',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startAdminServer, type AdminServer, type ReloadResult } from '../../src/admin/admin-server.js';
 import { MetricsRegistry } from '../../src/admin/metrics.js';
-import { formatAge, status } from '../../src/admin/status-command.js';
+import { formatAge, formatPoolTable, status } from '../../src/admin/status-command.js';
 import { GatewayError } from '../../src/errors.js';
 import type { StreamInfo } from '../../src/stream/stream-info.js';
 import { AUTH, http, testAuth, writeTestCredential } from '../helpers/admin-http.js';
@@ -74,6 +74,21 @@ describe('admin server', () => {
 
     live = [];
     expect(JSON.parse((await http(admin.port, 'GET', '/status?x=1')).body)).toMatchObject({ streams: [] });
+  });
+
+  it('GET /status in a pool: "pool" as poolInfo() answers it; absent on a single gateway', async () => {
+    expect(JSON.parse((await http(admin.port, 'GET', '/status')).body)).not.toHaveProperty('pool');
+    const pooled = await startAdminServer({
+      host: '127.0.0.1', port: 0, auth: testAuth(), streams: { list: () => live }, metrics: registry,
+      partnersInfo: () => ({ count: 2 }), reload: async () => ({ ok: true }),
+      poolInfo: async () => ({ node: 'gw1', etcd: 'reachable', nodes: [{ name: 'gw1', self: true, streams: [] }] }),
+    });
+    try {
+      const body = JSON.parse((await http(pooled.port, 'GET', '/status')).body) as Record<string, unknown>;
+      expect(body).toEqual({ streams: [stream()], partners: { count: 2 }, pool: { node: 'gw1', etcd: 'reachable', nodes: [{ name: 'gw1', self: true, streams: [] }] } });
+    } finally {
+      await pooled.close();
+    }
   });
 
   it('GET /metrics: the registry in text format 0.0.4', async () => {
@@ -323,6 +338,35 @@ describe('xmpp-gateway status', () => {
     const err = await statusError(await writeConfig(server.port));
     expect(err.code).toBe('GW_ERR_ADMIN');
     expect(err.message).toContain('500');
+  });
+
+  it('prints the pool: which node answered, every node with its streams, unregistered and over-limit slots', () => {
+    const now = Date.parse('2024-05-01T12:00:00Z');
+    const since = (s: number) => new Date(now - s * 1000).toISOString();
+    const held = (node: string, partner: string, direction: string, stream: string, slot: number | null, age: number, overLimit?: boolean) =>
+      ({ node, partner, direction, remoteDomain: partner, stream, slot, since: since(age), ...(overLimit === undefined ? {} : { overLimit }) });
+    const out = formatPoolTable({
+      node: 'gw1', etcd: 'reachable', online: true, knownNodes: 3,
+      nodes: [
+        { name: 'gw1', self: true, streams: [held('gw1', 'a.test', 'inbound', 'k1', 0, 65), held('gw1', 'b.test', 'inbound', 'k2', null, 5, false), held('gw1', 'c.test', 'outbound', 'k3', null, 3, true)] },
+        { name: 'gw2', self: false, streams: [held('gw2', 'a.test', 'outbound', 'k4', 1, 4000)] },
+        { name: 'gw3', self: false, streams: [] },
+      ],
+    }, now);
+    const rows = out.trimEnd().split('\n');
+    expect(rows[0]).toBe('');
+    expect(rows[1]).toBe('pool: 3 nodes (this is gw1), 3 known for local shares');
+    expect(rows.slice(2).map((r) => r.split(/\s+/))).toEqual([
+      ['NODE', 'PARTNER', 'DIRECTION', 'REMOTE', 'STREAM', 'SLOT', 'AGE'],
+      ['gw1*', 'a.test', 'inbound', 'a.test', 'k1', '0', '1m05s'],
+      ['gw1*', 'b.test', 'inbound', 'b.test', 'k2', '-', '5s'],
+      ['gw1*', 'c.test', 'outbound', 'c.test', 'k3', 'over', '3s'],
+      ['gw2', 'a.test', 'outbound', 'a.test', 'k4', '1', '1h06m'],
+      ['gw3', '-', '-', '-', '-', '-', '-'],
+    ]);
+    const cut = formatPoolTable({ node: 'gw1', etcd: 'unreachable', error: 'etcd did not answer\nmore', knownNodes: null, nodes: [{ name: 'gw1', self: true, streams: [] }] }, now);
+    expect(cut.split('\n')[1]).toBe('pool: etcd unreachable (etcd did not answer): this node (gw1) only');
+    expect(formatPoolTable(undefined)).toBe('');
   });
 
   it('formats ages compactly', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { defaultMaxUnauthenticatedConnections, parseGatewayConfig } from '../../src/config/schema.js';
-import { ConnectionLimits, type LimitSettings } from '../../src/stream/connection-limits.js';
+import { ConnectionLimits, type LimitSettings, type LimitVerdict, type PoolAdmissionRequest, type PoolGate } from '../../src/stream/connection-limits.js';
+import { RECORD_DEFAULTS, type PartnerRecord } from '../../src/policy/types.js';
 
 const BASE: LimitSettings = { connectionLimit: 100, partnerConnectionLimit: 5, maxUnauthenticatedPerAddress: 3, maxDialbackVerifications: 10 };
 
@@ -74,5 +75,59 @@ describe('maxUnauthenticatedConnections', () => {
     const warnings: string[] = [];
     parseGatewayConfig(yaml('maxUnauthenticatedConnections: 10\n'), 'g.yaml', (w) => warnings.push(w));
     expect(warnings).toEqual([]);
+  });
+});
+
+describe('admitPartnerStream', () => {
+  const partner = (over: Partial<PartnerRecord> = {}) => ({ ...RECORD_DEFAULTS, Identity: 'p.example', ConnectionLimit: 2, ...over }) as PartnerRecord;
+  const ids = { streamId: 'k1', remoteDomain: 'p.example' };
+
+  it('without a pool answers at once, as addPartnerStream does', () => {
+    const limits = new ConnectionLimits(BASE);
+    const [a, b, c] = [{}, {}, {}];
+    expect(limits.admitPartnerStream(partner(), 'inbound', a, ids)).toEqual({ ok: true });
+    expect(limits.admitPartnerStream(partner(), 'inbound', b, ids)).toEqual({ ok: true });
+    expect(limits.admitPartnerStream(partner(), 'inbound', c, ids)).toMatchObject({ ok: false, rule: 'ConnectionLimit' });
+  });
+
+  it('in a pool asks after the local check, counts the stream while it waits, uncounts it when refused', async () => {
+    const asked: PoolAdmissionRequest[] = [];
+    const released: object[] = [];
+    let answer: LimitVerdict = { ok: true };
+    const pool: PoolGate = { admit: async (r) => (asked.push(r), answer), release: (s) => released.push(s), applyLimits: async () => [] };
+    const limits = new ConnectionLimits({ ...BASE, pool });
+    const [a, b, c] = [{}, {}, {}];
+    const first = limits.admitPartnerStream(partner({ ConnectionLimit: null }), 'outbound', a, ids);
+    expect(first).toBeInstanceOf(Promise);
+    expect(limits.partnerStreams(partner(), 'outbound').has(a)).toBe(true);
+    expect(await first).toEqual({ ok: true });
+    expect(asked).toEqual([{ partner: 'p.example', direction: 'outbound', limit: 5, limitName: 'partnerConnectionLimit', stream: a, streamId: 'k1', remoteDomain: 'p.example' }]);
+
+    answer = { ok: false, rule: 'ConnectionLimit', text: 'the pool is full' };
+    expect(await limits.admitPartnerStream(partner(), 'inbound', b, ids)).toEqual(answer);
+    expect(limits.partnerStreams(partner(), 'inbound').has(b)).toBe(false);
+    // Refused locally: the pool is not asked.
+    answer = { ok: true };
+    await limits.admitPartnerStream(partner({ ConnectionLimit: 1 }), 'inbound', c, ids);
+    expect(limits.admitPartnerStream(partner({ ConnectionLimit: 1 }), 'inbound', {}, ids)).toMatchObject({ ok: false, rule: 'ConnectionLimit' });
+    expect(asked).toHaveLength(3);
+
+    // Closing gives the slot back, once; a stream never counted gives nothing back.
+    limits.removePartnerStream('p.example', 'outbound', a);
+    limits.removePartnerStream('p.example', 'outbound', a);
+    limits.removePartnerStream('p.example', 'inbound', b);
+    expect(released).toEqual([a]);
+  });
+
+  it('after a reload hands the pool each partner\'s limit in force', async () => {
+    let seen: ((p: string) => unknown) | undefined;
+    const pool: PoolGate = { admit: async () => ({ ok: true }), release: () => {}, applyLimits: async (limitOf) => ((seen = limitOf), []) };
+    expect(new ConnectionLimits(BASE).applyPoolLimits([partner()], () => true)).toBeNull();
+    await new ConnectionLimits({ ...BASE, pool }).applyPoolLimits([partner(), partner({ Identity: 'q.example', ConnectionLimit: null })], () => true);
+    expect(['p.example', 'q.example', 'gone.example'].map((p) => seen!(p))).toEqual([
+      { limit: 2, limitName: 'ConnectionLimit' },
+      { limit: 5, limitName: 'partnerConnectionLimit' },
+      undefined,
+    ]);
   });
 });

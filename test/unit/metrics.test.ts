@@ -171,4 +171,39 @@ describe('GatewayMetrics', () => {
     expect(text).toMatch(/^# TYPE nodejs_eventloop_lag_seconds gauge$/m);
     expect(m.stanzaTotalsByPartner()).toEqual(new Map([['a.example', 3]]));
   });
+
+  it('in a pool: every series carries the node label, and the pool\'s own metrics appear', async () => {
+    const m = new GatewayMetrics({ streams: { list: () => [stream({})] }, node: 'gw2' });
+    m.stanzas.labels('a.example', 'inbound').inc(3);
+    m.negotiation.labels('a.example', 'inbound').observe(0.2);
+    const view = { online: true, knownNodes: 3 as number | null, unregistered: 0 };
+    const pool = m.attachPool(view);
+    expect(m.attachPool(view)).toBe(pool);
+    pool.admission('admitted', 0.004);
+    pool.admission('local-refused', 0.0001);
+    let text = await m.render();
+    const series = samples(text);
+    // Every sample of every metric, process metrics included, names the node.
+    expect(series.filter((l) => !/\bnode="gw2"/.test(l))).toEqual([]);
+    expect(text).toContain('gw_stanzas_total{partner="a.example",direction="inbound",node="gw2"} 3\n');
+    expect(text).toContain('gw_streams{partner="a.example",direction="inbound",auth="sasl-external",node="gw2"} 1\n');
+    expect(text).toContain('gw_negotiation_seconds_bucket{partner="a.example",direction="inbound",le="0.25",node="gw2"} 1\n');
+    expect(text).toContain('gw_pool_admissions_total{result="admitted",node="gw2"} 1\n');
+    expect(text).toContain('gw_pool_admissions_total{result="local-refused",node="gw2"} 1\n');
+    expect(text).toContain('gw_pool_admission_seconds_count{node="gw2"} 2\n');
+    expect(text).toContain('gw_pool_online{node="gw2"} 1\n');
+    expect(text).toContain('gw_pool_nodes{node="gw2"} 3\n');
+    expect(text).toContain('gw_pool_unregistered_streams{node="gw2"} 0\n');
+    Object.assign(view, { online: false, knownNodes: null, unregistered: 2 });
+    text = await m.render();
+    expect(text).toContain('gw_pool_online{node="gw2"} 0\n');
+    expect(text).toContain('gw_pool_nodes{node="gw2"} 0\n');
+    expect(text).toContain('gw_pool_unregistered_streams{node="gw2"} 2\n');
+  });
+
+  it('without a pool: no node label and no pool metrics', async () => {
+    const text = await new GatewayMetrics({ streams: { list: () => [stream({})] } }).render();
+    expect(text).not.toMatch(/node="/);
+    expect(text).not.toMatch(/gw_pool_/);
+  });
 });
