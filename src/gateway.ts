@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { GatewayMetrics, NO_PARTNER } from './admin/metrics.js';
 import { PoolNode } from './cluster/pool-node.js';
 import { PoolApprovalStore } from './cluster/pool-approvals.js';
+import { PoolBarrierAnswers } from './cluster/barrier-answers.js';
 import { openDialbackSecret } from './cluster/shared-secret.js';
 import { startPoolLimits } from './cluster/pool-limits.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
@@ -57,6 +58,8 @@ export interface Gateway {
   readonly dnsView: DnsView | null;
   /** This node's pool membership (null without a `cluster` section). */
   readonly pool: PoolNode | null;
+  /** The delivery barriers in flight (src/routing/delivery-barriers.ts). */
+  readonly barriers: DeliveryBarriers;
   close(): Promise<void>;
 }
 
@@ -160,7 +163,11 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     confirmTimeoutMs: config.queues.confirmTimeoutMs,
     maxUnconfirmed: config.queues.maxUnconfirmed,
   };
-  const barriers = new DeliveryBarriers();
+  // In a pool, barrier ids are the pool's and an answer another node read comes back through etcd
+  // (docs/design.md section 11, "Delivery barriers"; src/cluster/barrier-answers.ts).
+  const barrierAnswers = pool ? new PoolBarrierAnswers(pool, () => dialbackSecret.current, log) : null;
+  const barriers = new DeliveryBarriers(barrierAnswers);
+  barrierAnswers?.start(barriers);
   const poolCounters = (realm: 'partners' | 'internal') => ({
     unconfirmed: (n: number) => metrics.unconfirmed.inc([realm], n),
     resent: (n: number) => metrics.resent.inc([realm], n),
@@ -238,6 +245,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     await Promise.all(listeners.map((l) => l.close()));
     await dnsView?.close();
     await approvals.close();
+    await barrierAnswers?.close();
     clusterLimits?.close();
     await dialbackSecret.close();
     await pool?.close();
@@ -290,6 +298,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
     internalListener,
     dnsView,
     pool,
+    barriers,
     async close() {
       supervisor.stop();
       // Closing streams no longer talks to etcd: the lease, revoked last, takes all their slots at once.
@@ -312,6 +321,7 @@ export async function startGateway(config: GatewayConfig, log: Logger = createLo
       await approvals.close();
       await admin?.close();
       await extras?.closed();
+      await barrierAnswers?.close();
       await dialbackSecret.close();
       await pool?.close();
     },

@@ -28,7 +28,11 @@ export const ETCD_CALL_TIMEOUT_MS = 2_000;
  *    same lease; cluster/pool-admission.ts puts and deletes both in one transaction);
  *  - `approvals/<local> <remote>`: a trust-tier approval (JSON: local, remote, since, lastSeen,
  *    node); bare JIDs in comparison form, which never contain a space, so `approvals/<local> `
- *    is the prefix of exactly one local user's approvals.
+ *    is the prefix of exactly one local user's approvals;
+ *  - `barrier-answers/<issuer>/<forwarder>`: the answers node `forwarder` read for delivery
+ *    barriers node `issuer` sent (JSON array of ids; src/cluster/barrier-answers.ts), under the
+ *    forwarder's lease. One key per pair of nodes, overwritten by each batch: the issuer watches
+ *    `barrier-answers/<issuer>/` and reads every put event, so nothing needs deleting.
  */
 export const poolKeys = {
   partners: 'partners',
@@ -42,6 +46,8 @@ export const poolKeys = {
   approvals: 'approvals/',
   approval: (local: string, remote: string) => `approvals/${local} ${remote}`,
   approvalsOf: (local: string) => `approvals/${local} `,
+  barrierAnswersTo: (issuer: string) => `barrier-answers/${issuer}/`,
+  barrierAnswers: (issuer: string, forwarder: string) => `barrier-answers/${issuer}/${forwarder}`,
 } as const;
 
 export interface EtcdConnection {

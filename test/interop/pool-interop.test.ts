@@ -12,6 +12,11 @@
  *    gw1; the other way, gw1 carries alice's messages in and its keys for a.test are verified by
  *    the internal Prosody at gw2. Asserted from the nodes' streams (authenticated by dialback)
  *    and from each Prosody's log (the only addresses it connected to);
+ *  - every delivery barrier is confirmed (docs/design.md section 11, "Delivery barriers"): a.test
+ *    answers gw2's barrier pings on its stream to gw1, and the internal Prosody answers gw1's on its
+ *    stream to gw2; the node that reads an answer passes it to its issuer through etcd. No
+ *    `relay.unconfirmed` on any node, gw_relay_unconfirmed_total 0 (queues.confirmTimeoutMs is
+ *    3 s here, so a barrier left unanswered would show within the test);
  *  - with gw1 stopped, alice → bob and bob → alice still work through the others.
  *
  * Dialback is forced on the partner link (SaslNegotiation NotSupported, over TLS), so that the
@@ -26,6 +31,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Element } from '../../src/xml/ltx.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
+import { eventually } from '../helpers/live-streams.js';
 import { startTestDns, type TestDns } from '../helpers/test-dns.js';
 import {
   connectClient, createPeerCerts, peerZone, startPoolNode, startProsody, withPeerLogs,
@@ -36,6 +42,7 @@ const A = { domain: 'a.test', ip: '127.0.0.87', s2sPort: 25269, c2sPort: 25222 }
 const CORP = { domain: 'corp.test', ip: '127.0.0.88', s2sPort: 25269, c2sPort: 25222 };
 const NODE_IPS = ['127.0.0.84', '127.0.0.85', '127.0.0.86'] as const;
 const PREFIX = '/xmpp-gateway/';
+const CONFIRM_TIMEOUT_MS = 3_000;
 const RECORD_A = `- Identity: ${A.domain}\n  TlsNegotiation: Required\n  SaslNegotiation: NotSupported\n  PartnerType: PublicVerified\n`;
 
 let certs: PeerCerts;
@@ -57,7 +64,10 @@ beforeAll(async () => {
   // Started together: the dialback secret is created once (put-if-absent) whoever comes first.
   nodes = await Promise.all(NODE_IPS.map((ip, i) => startPoolNode({
     certs, dnsServer: dns.address, name: `gw${i + 1}`, ip, internal: CORP, partnerRecords: RECORD_A,
-    etcd: { endpoints: etcd.endpoints, prefix: PREFIX }, queues: 'reconnectMinMs: 200, reconnectMaxMs: 1000',
+    etcd: { endpoints: etcd.endpoints, prefix: PREFIX },
+    // A barrier after every stanza (so all are in flight once the last message arrives), given up
+    // after 3 s (so one nobody answers shows within the test).
+    queues: `reconnectMinMs: 200, reconnectMaxMs: 1000, confirmEveryStanzas: 1, confirmTimeoutMs: ${CONFIRM_TIMEOUT_MS}`,
   })));
   const gw2 = nodes[1]!.current.gateway;
   [partner, internal] = await Promise.all([
@@ -98,6 +108,20 @@ const numbered = (tag: string, count: number): string[] => Array.from({ length: 
 
 const live = (n: PoolGatewayNode) => [...n.current.gateway.streams].filter((s) => !s.closed).map((s) => s.info());
 
+/**
+ * Waits until no running node has a barrier in flight (answered, or given up after
+ * CONFIRM_TIMEOUT_MS), then asserts that none was given up: every relayed stanza was confirmed.
+ */
+async function expectEveryBarrierConfirmed(running: PoolGatewayNode[]): Promise<void> {
+  const settled = await eventually(() => running.every((n) => n.current.gateway.barriers.pending === 0), CONFIRM_TIMEOUT_MS + 5_000, 50);
+  expect(settled, running.map((n) => `${n.name}: ${n.current.gateway.barriers.pending} barriers in flight`).join(', ')).toBe(true);
+  for (const n of running) {
+    const g = n.current.gateway;
+    expect(n.current.logs.filter((l) => l.event === 'relay.unconfirmed'), n.name).toEqual([]);
+    expect([g.metrics.unconfirmed.get(['partners']), g.metrics.unconfirmed.get(['internal'])], n.name).toEqual([0, 0]);
+  }
+}
+
 /** The addresses a Prosody's outgoing connections tried (net/connect.lua: "Next target to try is IP:PORT"). */
 async function targetsTried(server: PeerServer): Promise<string[]> {
   const log = await readFile(server.logFile, 'utf8');
@@ -130,6 +154,11 @@ describe('a pool of three gateway nodes behind one SRV record, with real Prosody
     // The gateways' logs say the same from their side.
     expect(gw2.current.logs.some((l) => l.event === 'stream.authenticated' && l.direction === 'outbound' && l.partner === A.domain && l.method === 'dialback')).toBe(true);
     expect(gw2.current.logs.some((l) => l.event === 'stream.authenticated' && l.direction === 'inbound' && l.partner === A.domain)).toBe(false);
+    // gw2's barriers to a.test were answered through gw1, gw1's to the internal Prosody through gw2.
+    await expectEveryBarrierConfirmed(nodes);
+    const passedOn = async (issuer: string, reader: string) => JSON.parse((await etcd.client().get(`${PREFIX}barrier-answers/${issuer}/${reader}`).string()) ?? '[]') as string[];
+    expect((await passedOn('gw2', 'gw1')).length, 'answers gw1 read for gw2').toBeGreaterThan(0);
+    expect((await passedOn('gw1', 'gw2')).length, 'answers gw2 read for gw1').toBeGreaterThan(0);
   }, 120_000);
 
   it('with gw1 stopped, alice -> bob and bob -> alice still work through the other nodes', async () => {
@@ -142,5 +171,6 @@ describe('a pool of three gateway nodes behind one SRV record, with real Prosody
     // a.test moved to the next SRV target.
     expect([...live(gw2), ...live(gw3)].some((s) => s.realm === 'partners' && s.direction === 'inbound' && s.partner === A.domain && s.auth === 'dialback')).toBe(true);
     expect(await targetsTried(partner)).toContain(`${NODE_IPS[1]}:5269`);
+    await expectEveryBarrierConfirmed([gw2, gw3]);
   }, 120_000);
 });
