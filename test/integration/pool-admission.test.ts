@@ -60,10 +60,10 @@ function newPrefix(): string {
   return `/xgw-admission-${process.pid}-${++prefixes}/`;
 }
 
-async function startNode(name: string, prefix: string, opts: { endpoints?: string[]; connectionLimit?: number; stateFile?: string } = {}): Promise<TestNode> {
+async function startNode(name: string, prefix: string, opts: { endpoints?: string[]; connectionLimit?: number; stateFile?: string; leaseTtlSeconds?: number } = {}): Promise<TestNode> {
   const logs: TestNode['logs'] = [];
   const log = createLogger('debug', (line) => logs.push(JSON.parse(line)));
-  const pool = await PoolNode.start({ nodeName: name, etcd: { endpoints: opts.endpoints ?? etcd.endpoints, prefix }, leaseTtlSeconds: 2 }, log);
+  const pool = await PoolNode.start({ nodeName: name, etcd: { endpoints: opts.endpoints ?? etcd.endpoints, prefix }, leaseTtlSeconds: opts.leaseTtlSeconds ?? 2 }, log);
   const known = await KnownNodes.start(pool.etcd, pool.membership, opts.stateFile ?? join(dir, `${prefix.replaceAll('/', '_')}${name}.json`), log);
   const results: AdmissionResult[] = [];
   const admission = new PoolAdmission(pool, known, log, { connectionLimit: opts.connectionLimit ?? 1000, observe: (r) => results.push(r) });
@@ -264,18 +264,19 @@ describe('admission across the pool', () => {
 describe('etcd away', () => {
   it('while the node holds its lease, what etcd cannot decide is refused, not put on the local share; etcd back, it admits again', async () => {
     const prefix = newPrefix();
-    const a = await startNode('a', prefix);
-    await startNode('b', prefix);
+    // A lease that outlives the admission deadline: lost one TTL after the last answered renewal (membership.ts).
+    const a = await startNode('a', prefix, { leaseTtlSeconds: 6 });
+    await startNode('b', prefix, { leaseTtlSeconds: 6 });
     await eventually(() => a.known.count === 2, 2000, 'a sees 2 nodes');
     // All members at once, as a power cut would (stopAll's SIGTERM shutdown takes seconds).
     await Promise.all(etcd.members.map((_, i) => etcd.kill(i)));
     try {
-      // The lease is lost twice the TTL after the last keep-alive (at TTL/3 intervals): > 3 s from now.
       expect(a.pool.membership.online).toBe(true);
       const started = Date.now();
       const verdict = await a.admission.admit(request('away.test', 4));
       // It tried until its deadline (less the last pause between tries, at most 400 ms).
       expect(Date.now() - started).toBeGreaterThanOrEqual(ADMISSION_DEADLINE_MS - 500);
+      expect(a.pool.membership.online).toBe(true);
       expect(verdict).toMatchObject({ ok: false, rule: 'ConnectionLimit' });
       expect((verdict as { text: string }).text).toMatch(/^the pool could not decide on partner away\.test's ConnectionLimit 4 within 3000 ms \(.+\) \(inbound streams\)$/);
       expect(a.results).toEqual(['refused']);
@@ -289,6 +290,26 @@ describe('etcd away', () => {
     await eventually(() => a.admission.unregistered === 0, 10_000, 'the local admission registered');
     expect(await a.admission.admit(request('away.test', 4))).toEqual({ ok: true });
     expect(a.results).toEqual(['refused', 'local', 'admitted']);
+  }, 40_000);
+
+  it('a node whose lease runs out while etcd does not answer decides on its local share, not a refusal', async () => {
+    const prefix = newPrefix();
+    // TTL 2 s: the lease is lost within the 3 s admission deadline.
+    const a = await startNode('a', prefix, { leaseTtlSeconds: 2 });
+    await startNode('b', prefix, { leaseTtlSeconds: 2 });
+    await eventually(() => a.known.count === 2, 2000, 'a sees 2 nodes');
+    await Promise.all(etcd.members.map((_, i) => etcd.kill(i)));
+    try {
+      expect(a.pool.membership.online).toBe(true);
+      const verdict = await a.admission.admit(request('late.test', 4));
+      expect(a.pool.membership.online).toBe(false);
+      expect(verdict).toEqual({ ok: true });
+      expect(a.results).toEqual(['local']);
+      expect(a.logs.some((l) => l.event === 'pool.local-admission' && l.admitted === true && l.partner === 'late.test')).toBe(true);
+    } finally {
+      await etcd.startAll();
+    }
+    await eventually(() => a.admission.unregistered === 0, 10_000, 'the local admission registered');
   }, 40_000);
 });
 
