@@ -78,6 +78,17 @@ const resultsFor = (domain: string): DbResultRecord[] => partner.connections.fla
 
 const keptSecret = async (name: string): Promise<string> => (await readFile(join(node(name).dir, 'state/dialback-secret'), 'utf8')).trim();
 
+/**
+ * `from` (a corp.test user) writes to `to` (on a partner domain) through node `via`; the partner
+ * server has node `verifiedBy` check the key `via` sends it. Resolves once the message arrived there.
+ */
+async function sendThrough(m: { via: string; verifiedBy: string; from: string; to: string; id: string; timeoutMs?: number }): Promise<void> {
+  verifier = m.verifiedBy;
+  const inside = await fromInside(m.via, m.to.split('@')[1]!.split('/')[0]!);
+  inside.send(chat(m.from, m.to, m.id));
+  await partner.waitForStanza((el) => el.attrs.id === m.id, m.timeoutMs ?? 15_000);
+}
+
 beforeAll(async () => { ({ etcd, internal, partner } = await pool.setUp()); }, 90_000);
 afterAll(() => pool.tearDown(), 60_000);
 
@@ -93,11 +104,8 @@ describe('the dialback secret of a pool', () => {
   });
 
   it('a key node gw1 issued is verified by node gw2; a wrong key is invalid there (XEP-0220 section 2.4)', async () => {
-    verifier = 'gw2';
-    const inside = await fromInside('gw1', 'u1.test');
-    inside.send(chat('keys@corp.test/r', 'bob@u1.test/r', 'via-gw1'));
+    await sendThrough({ via: 'gw1', verifiedBy: 'gw2', from: 'keys@corp.test/r', to: 'bob@u1.test/r', id: 'via-gw1', timeoutMs: 10_000 });
     // Delivered: gw1's stream to u1.test was authenticated with gw1's key, which gw2 confirmed.
-    await partner.waitForStanza((el) => el.attrs.id === 'via-gw1', 10_000);
     expect(verifications).toContainEqual({ node: 'gw2', to: 'u1.test', answer: 'valid' });
     const issued = resultsFor('u1.test').at(-1)!;
     expect(await verifyAt('gw2', issued)).toBe('valid');
@@ -145,10 +153,7 @@ describe('with etcd stopped, and back', () => {
     expect(node('gw2').logs.find((l) => l.event === 'cluster.dialback-secret')?.source).toBe('state');
     expect(await keptSecret('gw2')).toBe(secretInEtcd);
 
-    verifier = 'gw2';
-    const inside = await fromInside('gw1', 'u2.test');
-    inside.send(chat('carol@corp.test/r', 'dave@u2.test/r', 'while-down'));
-    await partner.waitForStanza((el) => el.attrs.id === 'while-down', 15_000);
+    await sendThrough({ via: 'gw1', verifiedBy: 'gw2', from: 'carol@corp.test/r', to: 'dave@u2.test/r', id: 'while-down' });
     expect(verifications).toContainEqual({ node: 'gw2', to: 'u2.test', answer: 'valid' });
     // Recorded on gw1 while etcd is down: the gate is open there at once (memory).
     expect(await holds('gw1', 'carol@corp.test', 'dave@u2.test')).toBe(true);
@@ -163,10 +168,7 @@ describe('with etcd stopped, and back', () => {
     await node('gw3').waitForLog((l) => l.event === 'cluster.dialback-secret-changed', 20_000);
     expect(await keptSecret('gw3')).toBe(secretInEtcd);
     // gw3's keys now verify on gw1.
-    verifier = 'gw1';
-    const inside = await fromInside('gw3', 'u3.test');
-    inside.send(chat('erin@corp.test/r', 'frank@u3.test/r', 'from-gw3'));
-    await partner.waitForStanza((el) => el.attrs.id === 'from-gw3', 15_000);
+    await sendThrough({ via: 'gw3', verifiedBy: 'gw1', from: 'erin@corp.test/r', to: 'frank@u3.test/r', id: 'from-gw3' });
     expect(verifications).toContainEqual({ node: 'gw1', to: 'u3.test', answer: 'valid' });
     expect(await etcd.client().get(`${PREFIX}dialback-secret`).string()).toBe(secretInEtcd);
   }, 60_000);
@@ -190,11 +192,8 @@ describe('the secret follows etcd while the nodes run', () => {
     await etcd.client().delete().key(`${PREFIX}dialback-secret`);
     expect(await eventually(async () => (await etcd.client().get(`${PREFIX}dialback-secret`).string()) === rotated, 3_000, 50)).toBe(true);
     // Still one secret: a key gw3 makes now verifies on gw2.
-    verifier = 'gw2';
     const before = verifications.length;
-    const inside = await fromInside('gw3', 'u2.test');
-    inside.send(chat('grace@corp.test/r', 'heidi@u2.test/r', 'after-rotation'));
-    await partner.waitForStanza((el) => el.attrs.id === 'after-rotation', 15_000);
+    await sendThrough({ via: 'gw3', verifiedBy: 'gw2', from: 'grace@corp.test/r', to: 'heidi@u2.test/r', id: 'after-rotation' });
     expect(verifications.slice(before)).toEqual([{ node: 'gw2', to: 'u2.test', answer: 'valid' }]);
   }, 30_000);
 });
