@@ -5,83 +5,43 @@
  * the answer (never relays it) and passes it to the issuer through etcd (src/cluster/barrier-answers.ts).
  *
  * Real etcd (three members, test/helpers/etcd-cluster.ts) and two real gateway nodes in this
- * process, each relaying between one scripted internal server (corp.test) and one scripted
- * dialback-only partner server (u1.test). Neither scripted server answers pings by itself: the
- * test answers each barrier on a stream it opens to the OTHER node, as a peer whose stream back
- * DNS sent there would.
+ * process (test/helpers/pool-test-nodes.ts), each relaying between one scripted internal server
+ * (corp.test) and one scripted dialback-only partner server (u1.test). Neither scripted server
+ * answers pings by itself: the test answers each barrier on a stream it opens to the OTHER node,
+ * as a peer whose stream back DNS sent there would.
  *
  * Addresses: etcd on 127.0.0.81-.83 with client/peer ports 52379/52380 (test/interop/README.md,
  * block 8x); everything else on 127.0.0.1, ports chosen by the OS.
  */
-import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
-import { FakePartnerServer } from '../helpers/fake-partner-server.js';
+import type { EtcdCluster } from '../helpers/etcd-cluster.js';
+import type { FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { eventually } from '../helpers/live-streams.js';
-import { attempt, verifyWithPeerSecret } from '../helpers/partner-attempt.js';
-import { ScriptedPeer } from '../helpers/scripted-peer.js';
-import { prepareGatewayDir, startPreparedGateway, testPki, type TestGateway, type TestPki } from '../helpers/test-gateway.js';
+import { chat, poolTestNodes, PREFIX } from '../helpers/pool-test-nodes.js';
 import type { Element } from '../../src/xml/ltx.js';
 import { NS_PING } from '../../src/xml/namespaces.js';
 
-const PREFIX = '/xmpp-gateway/';
-const PARTNERS = '- Identity: u1.test\n  TlsNegotiation: NotSupported\n  SaslNegotiation: NotSupported\n  PartnerType: PublicUnverified\n';
 const CONFIRM_TIMEOUT_MS = 3_000;
 /** A pool barrier id issued by `node` (src/cluster/barrier-ids.ts). */
 const idOf = (node: string): RegExp => new RegExp(`^gwb-[0-9a-f]{16}-${node}:[0-9a-f]{8}-[0-9a-z]+$`);
 
-let pki: TestPki;
+const pool = poolTestNodes({
+  clientPort: 52379,
+  peerPort: 52380,
+  partnerDomains: ['u1.test'],
+  acceptResult: () => 'valid',
+  // A barrier after every stanza; one nobody answers gives up within the test.
+  queues: `confirmEveryStanzas: 1, confirmTimeoutMs: ${CONFIRM_TIMEOUT_MS}`,
+  // One after the other: gw1 creates the dialback secret (from which barrier ids derive), gw2 reads it.
+  nodes: ['gw1', 'gw2'],
+});
+const { node, fromInside } = pool;
+/** The partner server's stream from u1.test to node `name` (dialback: the node calls the partner server back). */
+const fromPartner = (name: string) => pool.fromPartner(name, 'u1.test');
 let etcd: EtcdCluster;
 let internal: FakePartnerServer;
 let partner: FakePartnerServer;
-const nodes = new Map<string, TestGateway>();
-const dirs: string[] = [];
-const peers: ScriptedPeer[] = [];
 
-const node = (name: string): TestGateway => nodes.get(name)!;
-
-async function start(name: string): Promise<void> {
-  const prepared = await prepareGatewayDir({
-    pki,
-    localDomains: ['corp.test'],
-    partners: PARTNERS,
-    dialbackSecret: null,
-    routes: { 'u1.test': `127.0.0.1:${partner.port}` },
-    config: [
-      'cluster:',
-      `  nodeName: ${name}`,
-      `  etcd: { endpoints: [${etcd.endpoints.join(', ')}], prefix: ${PREFIX} }`,
-      '  leaseTtlSeconds: 4',
-      'internal:',
-      `  server: { host: 127.0.0.1, port: ${internal.port} }`,
-      '  listen: { host: 127.0.0.1, port: 0 }',
-      // A barrier after every stanza; one nobody answers gives up within the test.
-      `queues: { reconnectMinMs: 100, reconnectMaxMs: 400, confirmEveryStanzas: 1, confirmTimeoutMs: ${CONFIRM_TIMEOUT_MS} }`,
-    ].join('\n'),
-  });
-  dirs.push(prepared.dir);
-  nodes.set(name, await startPreparedGateway(prepared, { keepDir: true }));
-}
-
-/** The internal server's stream to `name`'s internal listener, speaking to partner domain `to`. */
-async function fromInside(name: string, to: string): Promise<ScriptedPeer> {
-  const peer = await ScriptedPeer.connect(node(name).gateway.internalListener!.port);
-  peers.push(peer);
-  const r = await peer.negotiate({ from: 'corp.test', to, dialback: { key: 'k'.repeat(64) } });
-  expect(r.dialback?.type).toBe('valid');
-  return peer;
-}
-
-/** The partner server's stream from u1.test to node `name` (dialback: the node calls the partner server back). */
-async function fromPartner(name: string): Promise<ScriptedPeer> {
-  const a = await attempt({ port: node(name).port, from: 'u1.test', to: 'corp.test', useTls: false });
-  expect(a.outcome).toBe('dialback');
-  peers.push(a.peer);
-  return a.peer;
-}
-
-const chat = (from: string, to: string, id: string): string =>
-  `<message from='${from}' to='${to}' type='chat' id='${id}'><body>${id}</body></message>`;
 const result = (from: string, to: string, id: string): string => `<iq type='result' from='${from}' to='${to}' id='${id}'/>`;
 const isPing = (el: Element): boolean => el.name === 'iq' && el.attrs.type === 'get' && el.getChild('ping', NS_PING) !== undefined;
 /** Every stanza a scripted server received with this id. */
@@ -94,26 +54,8 @@ async function nextPing(server: FakePartnerServer): Promise<string> {
   return el.attrs.id!;
 }
 
-beforeAll(async () => {
-  pki = testPki();
-  etcd = await startEtcdCluster({ ips: ['127.0.0.81', '127.0.0.82', '127.0.0.83'], clientPort: 52379, peerPort: 52380 });
-  await etcd.client().put(`${PREFIX}partners`).value(PARTNERS);
-  internal = await FakePartnerServer.start({ domain: 'corp.test', tls: 'none', sasl: false, dialback: true, answerVerify: () => 'valid', strictStanzas: false });
-  partner = await FakePartnerServer.start({
-    domain: 'u1.test', tls: 'none', sasl: false, dialback: true, strictStanzas: false, answerVerify: verifyWithPeerSecret, acceptResult: () => 'valid',
-  });
-  // One after the other: gw1 creates the dialback secret (from which barrier ids derive), gw2 reads it.
-  for (const name of ['gw1', 'gw2']) await start(name);
-}, 90_000);
-
-afterAll(async () => {
-  for (const p of peers) p.destroy();
-  for (const n of nodes.values()) await n.close().catch(() => {});
-  await partner?.close();
-  await internal?.close();
-  await etcd?.close();
-  for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-}, 60_000);
+beforeAll(async () => { ({ etcd, internal, partner } = await pool.setUp()); }, 90_000);
+afterAll(() => pool.tearDown(), 60_000);
 
 describe('delivery barriers answered through another node of the pool', () => {
   it('gw1\'s barrier to a partner, answered on the partner\'s stream to gw2, confirms gw1\'s stanzas; gw2 does not relay it', async () => {

@@ -4,57 +4,47 @@
  * keys per XEP-0185), and the trust-tier approvals, so that a local user's first message through
  * one node opens the PublicUnverified gate on the others (docs/design.md section 5 step 4).
  *
- * Real etcd (three members, test/helpers/etcd-cluster.ts) and real gateway nodes in this process,
- * each with an internal link to one scripted internal server (corp.test) and dialback-only
- * partners (u1/u2/u3.test, PublicUnverified) served by one scripted partner server. That server
- * checks every key a node sends it the way a real receiving server does: it calls the
- * authoritative server back, and the test chooses which node answers (`verifier`).
+ * Real etcd (three members, test/helpers/etcd-cluster.ts) and real gateway nodes in this process
+ * (test/helpers/pool-test-nodes.ts), each with an internal link to one scripted internal server
+ * (corp.test) and dialback-only partners (u1/u2/u3.test, PublicUnverified) served by one scripted
+ * partner server. That server checks every key a node sends it the way a real receiving server
+ * does: it calls the authoritative server back, and the test chooses which node answers (`verifier`).
  *
  * Addresses: etcd on 127.0.0.81-.83 with client/peer ports 32389/32390 (test/interop/README.md,
  * block 8x); everything else on 127.0.0.1, ports chosen by the OS.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectEtcd, type EtcdConnection } from '../../src/cluster/etcd.js';
 import { PoolApprovalStore } from '../../src/cluster/pool-approvals.js';
 import type { Logger } from '../../src/log.js';
 import { freePort, tempConfig } from '../helpers/cli.js';
-import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
-import { FakePartnerServer, type DbResultRecord } from '../helpers/fake-partner-server.js';
+import type { EtcdCluster } from '../helpers/etcd-cluster.js';
+import type { DbResultRecord, FakePartnerServer } from '../helpers/fake-partner-server.js';
 import { eventually } from '../helpers/live-streams.js';
-import { attempt, verifyWithPeerSecret } from '../helpers/partner-attempt.js';
+import { chat, poolTestNodes, PREFIX } from '../helpers/pool-test-nodes.js';
 import { ScriptedPeer } from '../helpers/scripted-peer.js';
-import {
-  adminHeaders, prepareGatewayDir, startPreparedGateway, testPki, type TestGateway, type TestPki,
-} from '../helpers/test-gateway.js';
-
-const PREFIX = '/xmpp-gateway/';
-const PARTNERS = ['u1.test', 'u2.test', 'u3.test']
-  .map((d) => `- Identity: ${d}\n  TlsNegotiation: NotSupported\n  SaslNegotiation: NotSupported\n  PartnerType: PublicUnverified\n`)
-  .join('');
-
-let pki: TestPki;
-let etcd: EtcdCluster;
-let internal: FakePartnerServer;
-let partner: FakePartnerServer;
-let secretInEtcd: string;
-const nodes = new Map<string, TestGateway>();
-/** Each node's directory, kept across its restarts. */
-const dirs = new Map<string, Awaited<ReturnType<typeof prepareGatewayDir>>>();
-const peers: ScriptedPeer[] = [];
+import { adminHeaders } from '../helpers/test-gateway.js';
 
 /** Which node the partner server asks to verify the keys it receives (its callback, XEP-0220 section 2.1.2). */
 let verifier = 'gw2';
 /** Every verification the partner server asked for, and the answer. */
 const verifications: { node: string; to: string; answer: string }[] = [];
 
-const node = (name: string): TestGateway => {
-  const n = nodes.get(name);
-  if (!n) throw new Error(`node ${name} is not running`);
-  return n;
-};
+const pool = poolTestNodes({
+  clientPort: 32389,
+  peerPort: 32390,
+  partnerDomains: ['u1.test', 'u2.test', 'u3.test'],
+  acceptResult: (r) => verifyAt(verifier, r),
+  nodes: ['gw1', 'gw2'],
+});
+const { node, start, fromInside, fromPartner } = pool;
+let etcd: EtcdCluster;
+let internal: FakePartnerServer;
+let partner: FakePartnerServer;
+let secretInEtcd: string;
 
 /** Asks `name`, as u*.test's receiving server, whether `key` is corp.test's key for the stream `streamId`. */
 async function verifyAt(name: string, r: { from: string; to: string; key: string; streamId: string }): Promise<'valid' | 'invalid'> {
@@ -73,58 +63,6 @@ async function verifyAt(name: string, r: { from: string; to: string; key: string
   }
 }
 
-function nodeOptions(name: string) {
-  return {
-    pki,
-    localDomains: ['corp.test'],
-    partners: PARTNERS,
-    dialbackSecret: null,
-    routes: Object.fromEntries(['u1.test', 'u2.test', 'u3.test'].map((d) => [d, `127.0.0.1:${partner.port}`])),
-    config: [
-      'cluster:',
-      `  nodeName: ${name}`,
-      `  etcd: { endpoints: [${etcd.endpoints.join(', ')}], prefix: ${PREFIX} }`,
-      '  leaseTtlSeconds: 4',
-      'internal:',
-      `  server: { host: 127.0.0.1, port: ${internal.port} }`,
-      '  listen: { host: 127.0.0.1, port: 0 }',
-      'queues: { reconnectMinMs: 100, reconnectMaxMs: 400 }',
-    ].join('\n'),
-  };
-}
-
-/** Starts node `name` (again: on the same directory, its state/ included). */
-async function start(name: string): Promise<TestGateway> {
-  let prepared = dirs.get(name);
-  if (!prepared) {
-    prepared = await prepareGatewayDir(nodeOptions(name));
-    dirs.set(name, prepared);
-  }
-  const started = await startPreparedGateway(prepared, { keepDir: true });
-  nodes.set(name, started);
-  return started;
-}
-
-/** The internal server's stream to `name`'s internal listener, speaking to partner domain `to`. */
-async function fromInside(name: string, to: string): Promise<ScriptedPeer> {
-  const peer = await ScriptedPeer.connect(node(name).gateway.internalListener!.port);
-  peers.push(peer);
-  const r = await peer.negotiate({ from: 'corp.test', to, dialback: { key: 'k'.repeat(64) } });
-  expect(r.dialback?.type).toBe('valid');
-  return peer;
-}
-
-/** A partner server's stream from `from` to node `name` (dialback; the node calls the partner server back). */
-async function fromPartner(name: string, from: string): Promise<ScriptedPeer> {
-  const a = await attempt({ port: node(name).port, from, to: 'corp.test', useTls: false });
-  expect(a.outcome).toBe('dialback');
-  peers.push(a.peer);
-  return a.peer;
-}
-
-const chat = (from: string, to: string, id: string): string =>
-  `<message from='${from}' to='${to}' type='chat' id='${id}'><body>${id}</body></message>`;
-
 async function approvalsOn(name: string): Promise<{ local: string; remote: string }[]> {
   const port = node(name).adminPort;
   const res = await fetch(`http://127.0.0.1:${port}/approvals`, { headers: adminHeaders(port) });
@@ -140,33 +78,19 @@ const resultsFor = (domain: string): DbResultRecord[] => partner.connections.fla
 
 const keptSecret = async (name: string): Promise<string> => (await readFile(join(node(name).dir, 'state/dialback-secret'), 'utf8')).trim();
 
-beforeAll(async () => {
-  pki = testPki();
-  etcd = await startEtcdCluster({ ips: ['127.0.0.81', '127.0.0.82', '127.0.0.83'], clientPort: 32389, peerPort: 32390 });
-  // The partner list: in etcd (the pool's), and in each node's partners.yaml (until the nodes read etcd's).
-  await etcd.client().put(`${PREFIX}partners`).value(PARTNERS);
-  internal = await FakePartnerServer.start({ domain: 'corp.test', tls: 'none', sasl: false, dialback: true, answerVerify: () => 'valid', strictStanzas: false });
-  partner = await FakePartnerServer.start({
-    domain: 'u1.test',
-    extraDomains: ['u2.test', 'u3.test'],
-    tls: 'none',
-    sasl: false,
-    dialback: true,
-    strictStanzas: false,
-    answerVerify: verifyWithPeerSecret,
-    acceptResult: (r) => verifyAt(verifier, r),
-  });
-  for (const name of ['gw1', 'gw2']) await start(name);
-}, 90_000);
+/**
+ * `from` (a corp.test user) writes to `to` (on a partner domain) through node `via`; the partner
+ * server has node `verifiedBy` check the key `via` sends it. Resolves once the message arrived there.
+ */
+async function sendThrough(m: { via: string; verifiedBy: string; from: string; to: string; id: string; timeoutMs?: number }): Promise<void> {
+  verifier = m.verifiedBy;
+  const inside = await fromInside(m.via, m.to.split('@')[1]!.split('/')[0]!);
+  inside.send(chat(m.from, m.to, m.id));
+  await partner.waitForStanza((el) => el.attrs.id === m.id, m.timeoutMs ?? 15_000);
+}
 
-afterAll(async () => {
-  for (const p of peers) p.destroy();
-  for (const n of nodes.values()) await n.close().catch(() => {});
-  await partner?.close();
-  await internal?.close();
-  await etcd?.close();
-  for (const d of dirs.values()) await rm(d.dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
-}, 60_000);
+beforeAll(async () => { ({ etcd, internal, partner } = await pool.setUp()); }, 90_000);
+afterAll(() => pool.tearDown(), 60_000);
 
 describe('the dialback secret of a pool', () => {
   it('is created once in etcd and kept by every node (mode 0600)', async () => {
@@ -180,11 +104,8 @@ describe('the dialback secret of a pool', () => {
   });
 
   it('a key node gw1 issued is verified by node gw2; a wrong key is invalid there (XEP-0220 section 2.4)', async () => {
-    verifier = 'gw2';
-    const inside = await fromInside('gw1', 'u1.test');
-    inside.send(chat('keys@corp.test/r', 'bob@u1.test/r', 'via-gw1'));
+    await sendThrough({ via: 'gw1', verifiedBy: 'gw2', from: 'keys@corp.test/r', to: 'bob@u1.test/r', id: 'via-gw1', timeoutMs: 10_000 });
     // Delivered: gw1's stream to u1.test was authenticated with gw1's key, which gw2 confirmed.
-    await partner.waitForStanza((el) => el.attrs.id === 'via-gw1', 10_000);
     expect(verifications).toContainEqual({ node: 'gw2', to: 'u1.test', answer: 'valid' });
     const issued = resultsFor('u1.test').at(-1)!;
     expect(await verifyAt('gw2', issued)).toBe('valid');
@@ -232,10 +153,7 @@ describe('with etcd stopped, and back', () => {
     expect(node('gw2').logs.find((l) => l.event === 'cluster.dialback-secret')?.source).toBe('state');
     expect(await keptSecret('gw2')).toBe(secretInEtcd);
 
-    verifier = 'gw2';
-    const inside = await fromInside('gw1', 'u2.test');
-    inside.send(chat('carol@corp.test/r', 'dave@u2.test/r', 'while-down'));
-    await partner.waitForStanza((el) => el.attrs.id === 'while-down', 15_000);
+    await sendThrough({ via: 'gw1', verifiedBy: 'gw2', from: 'carol@corp.test/r', to: 'dave@u2.test/r', id: 'while-down' });
     expect(verifications).toContainEqual({ node: 'gw2', to: 'u2.test', answer: 'valid' });
     // Recorded on gw1 while etcd is down: the gate is open there at once (memory).
     expect(await holds('gw1', 'carol@corp.test', 'dave@u2.test')).toBe(true);
@@ -250,10 +168,7 @@ describe('with etcd stopped, and back', () => {
     await node('gw3').waitForLog((l) => l.event === 'cluster.dialback-secret-changed', 20_000);
     expect(await keptSecret('gw3')).toBe(secretInEtcd);
     // gw3's keys now verify on gw1.
-    verifier = 'gw1';
-    const inside = await fromInside('gw3', 'u3.test');
-    inside.send(chat('erin@corp.test/r', 'frank@u3.test/r', 'from-gw3'));
-    await partner.waitForStanza((el) => el.attrs.id === 'from-gw3', 15_000);
+    await sendThrough({ via: 'gw3', verifiedBy: 'gw1', from: 'erin@corp.test/r', to: 'frank@u3.test/r', id: 'from-gw3' });
     expect(verifications).toContainEqual({ node: 'gw1', to: 'u3.test', answer: 'valid' });
     expect(await etcd.client().get(`${PREFIX}dialback-secret`).string()).toBe(secretInEtcd);
   }, 60_000);
@@ -277,11 +192,8 @@ describe('the secret follows etcd while the nodes run', () => {
     await etcd.client().delete().key(`${PREFIX}dialback-secret`);
     expect(await eventually(async () => (await etcd.client().get(`${PREFIX}dialback-secret`).string()) === rotated, 3_000, 50)).toBe(true);
     // Still one secret: a key gw3 makes now verifies on gw2.
-    verifier = 'gw2';
     const before = verifications.length;
-    const inside = await fromInside('gw3', 'u2.test');
-    inside.send(chat('grace@corp.test/r', 'heidi@u2.test/r', 'after-rotation'));
-    await partner.waitForStanza((el) => el.attrs.id === 'after-rotation', 15_000);
+    await sendThrough({ via: 'gw3', verifiedBy: 'gw2', from: 'grace@corp.test/r', to: 'heidi@u2.test/r', id: 'after-rotation' });
     expect(verifications.slice(before)).toEqual([{ node: 'gw2', to: 'u2.test', answer: 'valid' }]);
   }, 30_000);
 });
@@ -300,7 +212,7 @@ describe('the pool approvals store itself (two stores on one prefix)', () => {
   const open = async (name: string, maxEntries: number, more: { lastSeenSyncMs?: number } = {}): Promise<PoolApprovalStore> => {
     const conn = connectEtcd({ nodeName: name, etcd: { endpoints: etcd.endpoints, prefix }, leaseTtlSeconds: 4 });
     connections.push(conn);
-    const file = join(dirs.get('gw1')!.dir, `state/store-test-${name}.json`);
+    const file = join(node('gw1').dir, `state/store-test-${name}.json`);
     const store = await PoolApprovalStore.open({ etcd: conn, nodeName: name, file, maxEntries, log, ...more });
     opened.push(store);
     return store;
