@@ -53,7 +53,7 @@ export class CentralSource implements PartnerSource {
   async read(): Promise<ListText> {
     const current = await this.list.read();
     this.seenRevision = Math.max(this.seenRevision, current.clusterRevision);
-    return { text: current.text, revision: current.revision };
+    return { text: current.text, revision: current.revision, asOf: current.clusterRevision };
   }
 
   watch(events: SourceEvents): void {
@@ -104,11 +104,16 @@ export class CentralSource implements PartnerSource {
     });
   }
 
-  /** `text` null: the key was deleted (no list: revision 0, as a read of the absent key says). */
+  /**
+   * `text` null: the key was deleted (no list: revision 0, as a read of the absent key says; the
+   * delete's own revision orders it after the put it removed). This check only drops events older
+   * than what was already offered or read; one queued behind a read that already returned a newer
+   * version is dropped by the reloader, which compares `asOf` when it applies (docs/design.md 11).
+   */
   private offer(events: SourceEvents, revision: number, text: string | null): void {
     if (revision <= this.seenRevision) return;
     this.seenRevision = revision;
-    events.changed(text === null ? { text: '', revision: 0 } : { text, revision });
+    events.changed(text === null ? { text: '', revision: 0, asOf: revision } : { text, revision, asOf: revision });
   }
 
   private async checkHandEdit(events: SourceEvents): Promise<void> {

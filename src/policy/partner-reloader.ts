@@ -129,6 +129,15 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
       return;
     }
     if (!offered) this.reachedAgain();
+    // Revisions apply in order (docs/design.md section 11): a version older than the last one
+    // taken (applied or refused) is dropped, forced or not. A watch event queued behind a read
+    // that already returned a newer revision would otherwise apply last and stay in force until
+    // the next edit (its newer replay is not offered again). The same revision again is fine
+    // (a forced re-read). Files have no order (asOf null) and keep the text comparison below.
+    if (next.asOf !== null && this.seen && this.seen.asOf !== null && next.asOf < this.seen.asOf) {
+      this.log?.debug('partners.stale-version', { source: this.source.location, revision: next.revision, asOf: next.asOf, newer: this.seen.asOf });
+      return;
+    }
     if (!force && this.seen && next.text === this.seen.text && next.revision === this.seen.revision) {
       if (this.applied === this.seen && this.origin !== this.source.location) this.confirmLocalStore();
       return;
@@ -172,7 +181,9 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
       });
       return;
     }
-    const version = { text: stored.text, revision: stored.revision };
+    // No order (asOf null): the revision was read from a file, perhaps from an etcd since rebuilt
+    // with lower revisions; the first read of etcd sets the order (docs/design.md section 11).
+    const version = { text: stored.text, revision: stored.revision, asOf: null };
     this.seen = version;
     this.applied = version;
     this.origin = this.localStorePath;
@@ -209,7 +220,7 @@ export class PartnerReloader extends EventEmitter<ReloadEvents> {
 
   /** This node's replica of the applied list, read by `Get-CsXmppAllowedPartner -LocalStore`. */
   private async writeLocalStore(): Promise<void> {
-    const applied = this.applied ?? { text: '', revision: null };
+    const applied = this.applied ?? { text: '', revision: null, asOf: null };
     await writeLocalStore(this.localStorePath, { source: this.source.location, revision: applied.revision, text: applied.text, list: this.snapshot });
   }
 }

@@ -11,7 +11,16 @@ import { basename, dirname } from 'node:path';
 /** One version of the list: its text, and the etcd revision it was written at (null: a file). */
 export interface ListText {
   readonly text: string;
+  /** The key's mod_revision, shown by status and -LocalStore (0: etcd holds no list); null: a file. */
   readonly revision: number | null;
+  /**
+   * Where this version stands in etcd's history, so that versions apply in order (docs/design.md
+   * section 11: "Revisions apply in order"): a watch event's revision (a put's mod_revision, or a
+   * delete's own revision: `revision` 0 cannot order a deleted key after the put it removed), or
+   * for a read etcd's revision when it answered (the key as read is current up to there). The
+   * reloader never applies a version older than the last one it took. null: a file (no order).
+   */
+  readonly asOf: number | null;
 }
 
 /** What a source tells the reloader while it watches. */
@@ -58,7 +67,7 @@ export class FileSource implements PartnerSource {
   }
 
   async read(): Promise<ListText> {
-    return { text: await readTextOrEmpty(this.file), revision: null };
+    return { text: await readTextOrEmpty(this.file), revision: null, asOf: null };
   }
 
   watch(events: SourceEvents): void {
