@@ -21,6 +21,7 @@ import { createLogger } from '../../src/log.js';
 import { readLocalStore } from '../../src/policy/local-store.js';
 import { createPartner, removePartners } from '../../src/policy/partner-ops.js';
 import { PartnerReloader } from '../../src/policy/partner-reloader.js';
+import type { ListText } from '../../src/policy/partner-source.js';
 import { startEtcdCluster, type EtcdCluster } from '../helpers/etcd-cluster.js';
 
 let etcd: EtcdCluster;
@@ -204,6 +205,30 @@ describe('the reloader on the etcd source', () => {
     expect(events).toEqual(['reloaded a.example', expect.stringMatching(/^failed /), 'reloaded ']);
     expect(reloader.revision).toBe(0);
     expect(reloader.lastError).toBeUndefined();
+  });
+
+  it('orders versions by etcd revision: a read by etcd revision when it answered, a delete by its own revision', async () => {
+    // docs/design.md section 11, "Revisions apply in order": the reloader compares `asOf`.
+    const source = new CentralSource(conn, join(dir, 'partners.yaml'), 20, capture().log);
+    const offered: (ListText | undefined)[] = [];
+    try {
+      const put = Number((await raw().put('partners').value('- Identity: a.example\n').exec()).header.revision);
+      await raw().put('other').value('x').exec(); // etcd's revision moves past the key's mod_revision
+      const read = await source.read();
+      expect(read).toMatchObject({ text: '- Identity: a.example\n', revision: put });
+      expect(read.asOf).toBeGreaterThan(put);
+      source.watch({ changed: (next) => offered.push(next), refused: () => {} });
+      await until(() => offered.length === 1); // connected: read again
+      const put2 = Number((await raw().put('partners').value('- Identity: b.example\n').exec()).header.revision);
+      const del = Number((await raw().delete().key('partners').exec()).header.revision);
+      await until(() => offered.length === 3);
+      expect(offered.slice(1)).toEqual([
+        { text: '- Identity: b.example\n', revision: put2, asOf: put2 },
+        { text: '', revision: 0, asOf: del },
+      ]);
+    } finally {
+      source.stop();
+    }
   });
 
   it('SIGHUP and the admin endpoint (a forced reload) read etcd again', async () => {
