@@ -208,8 +208,18 @@ export class PoolAdmission implements PoolGate {
     if (lease) {
       verdict = await this.register(h, lease).catch((err: Error) => this.undecided(h, err.message));
       result = verdict.ok ? 'admitted' : 'refused';
+      const now = this.closed ? null : this.pool.membership.currentLease;
+      if (h.undecided && now !== null && now !== lease) {
+        // The lease was lost and granted again while etcd did not answer: this node is not cut
+        // off, so etcd decides, not the local share (docs/design.md section 11: a node holding a
+        // lease never adds a local share to what the others admit through etcd). Once more,
+        // within a fresh deadline, under the new lease.
+        h.undecided = false;
+        verdict = await this.register(h, now).catch((err: Error) => this.undecided(h, err.message));
+        result = verdict.ok ? 'admitted' : 'refused';
+      }
     }
-    if (!lease || (h.undecided && !this.closed && this.pool.membership.currentLease !== lease)) {
+    if (!lease || (h.undecided && !this.closed && this.pool.membership.currentLease === null)) {
       // Without a lease, or having lost it while etcd did not answer, this node is cut off: the
       // cut-off rule decides (its slots are gone with the lease, so refusing protects nothing).
       verdict = this.localShare(h, lease ? 'the lease was lost while etcd did not answer' : 'this node holds no lease: etcd unanswered for longer than leaseTtlSeconds');
