@@ -208,8 +208,18 @@ export class PoolAdmission implements PoolGate {
     if (lease) {
       verdict = await this.register(h, lease).catch((err: Error) => this.undecided(h, err.message));
       result = verdict.ok ? 'admitted' : 'refused';
+      const now = this.closed ? null : this.pool.membership.currentLease;
+      if (h.undecided && now !== null && now !== lease) {
+        // The lease was lost and granted again while etcd did not answer: this node is not cut
+        // off, so etcd decides, not the local share (docs/design.md section 11: a node holding a
+        // lease never adds a local share to what the others admit through etcd). Once more,
+        // within a fresh deadline, under the new lease.
+        h.undecided = false;
+        verdict = await this.register(h, now).catch((err: Error) => this.undecided(h, err.message));
+        result = verdict.ok ? 'admitted' : 'refused';
+      }
     }
-    if (!lease || (h.undecided && !this.closed && this.pool.membership.currentLease !== lease)) {
+    if (!lease || (h.undecided && !this.closed && this.pool.membership.currentLease === null)) {
       // Without a lease, or having lost it while etcd did not answer, this node is cut off: the
       // cut-off rule decides (its slots are gone with the lease, so refusing protects nothing).
       verdict = this.localShare(h, lease ? 'the lease was lost while etcd did not answer' : 'this node holds no lease: etcd unanswered for longer than leaseTtlSeconds');
@@ -287,10 +297,24 @@ export class PoolAdmission implements PoolGate {
           .else(this.keysOnly(h.partnerPrefix), kv.get(oldKey))
           .options({ deadline })
           .commit();
+      } catch (err) {
+        // Applied or not, nobody knows: the stream may now hold `newKey`, not the old slot that
+        // h.registration (and a release() meanwhile) names. The syncs read its slots back and
+        // renew or give back what etcd really holds (docs/design.md section 11).
+        this.uncertain();
+        throw err;
       } finally {
         h.inFlight--;
       }
-      if (h.released) return true; // closed meanwhile: release() gives back what it holds
+      if (h.released) {
+        // Closed meanwhile: release() gave back the old slot and the connection slot, the ones it
+        // knew of. A move that was applied put `newKey` under the lease (and deleted the old slot
+        // in the same transaction), where it would stay, held by no stream, until the lease goes:
+        // closing deletes the stream's slots (docs/design.md section 11), this one too, if it still
+        // holds this stream's value (the connection slot again: release() may not have got to it).
+        if (answer.succeeded) void this.unregister(h, { partnerSlot: to, connectionSlot: from.connectionSlot });
+        return true;
+      }
       if (answer.succeeded) {
         h.registration = { partnerSlot: to, connectionSlot: from.connectionSlot };
         this.log.info('pool.slot-moved', { node: this.pool.name, partner: h.request.partner, direction: h.request.direction, stream: h.holder.stream, from: from.partnerSlot, to, limit: h.limit });

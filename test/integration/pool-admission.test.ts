@@ -5,11 +5,14 @@
  *  - slots: a partner's limit holds across nodes, also when they all ask at once (600 at once
  *    for 20 slots: never more, and no local share while etcd answers); closing gives the slot
  *    back at once; the pool-wide connectionLimit counts every partner's streams; a lowered limit
- *    moves streams below it or returns them to be closed;
+ *    moves streams below it or returns them to be closed; a stream that closes while its slot
+ *    moves leaves no slot behind, and a move whose answer is lost is reconciled by the syncs
+ *    (a hook on the admission's transactions runs the close between etcd and the answer);
  *  - a lease that is lost (revoked here, as etcd does when it expires) takes the node's slots;
  *    with its next lease the node registers its live streams again, and a stream that finds
  *    its slot taken stays up, counted as over the limit, until a slot frees;
- *  - etcd gone while the node holds its lease: refused; lease lost: the local share;
+ *  - etcd gone while the node holds its lease: refused; lease lost: the local share; lease lost
+ *    and granted again meanwhile: etcd again, under the new lease;
  *  - a node that cannot reach etcd admits within floor(L / N), N from its state file, and
  *    nothing when it has never seen its pool.
  * etcd: 127.0.0.81-.83, client port 22381, peer port 22382 (test/interop/README.md, block 8x).
@@ -17,6 +20,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ITxnResponse, Lease } from 'etcd3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { KnownNodes } from '../../src/cluster/known-nodes.js';
 import { ADMISSION_DEADLINE_MS, PoolAdmission, type AdmissionResult, type SlotHolder } from '../../src/cluster/pool-admission.js';
@@ -60,13 +64,53 @@ function newPrefix(): string {
   return `/xgw-admission-${process.pid}-${++prefixes}/`;
 }
 
-async function startNode(name: string, prefix: string, opts: { endpoints?: string[]; connectionLimit?: number; stateFile?: string; leaseTtlSeconds?: number } = {}): Promise<TestNode> {
+/**
+ * A hook on the admission's transactions (not on membership's): `hook`, while set, is given each
+ * one's operations (resolved) and its commit, and answers in its place: it can run code between
+ * a transaction being applied and its answer reaching the admission, or lose the answer.
+ * `lease`, when set (undefined: the node's own), is the lease the admission sees.
+ */
+interface Gate {
+  hook?: (ops: { success: Record<string, { key?: Buffer; lease?: string | number }>[] }, commit: () => Promise<ITxnResponse>) => Promise<ITxnResponse>;
+  lease?: Lease | null;
+}
+
+function gated(pool: PoolNode, gate: Gate): Pick<PoolNode, 'etcd' | 'membership' | 'name'> {
+  const real = pool.etcd.kv;
+  const kv = new Proxy(real, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target) as unknown;
+      if (typeof value !== 'function') return value;
+      if (prop !== 'if') return value.bind(target);
+      return (...args: unknown[]) => {
+        const builder = (value as (...a: unknown[]) => { commit(): Promise<ITxnResponse>; request: { success: Promise<never>[] } }).apply(target, args);
+        const commit = builder.commit.bind(builder);
+        builder.commit = async () => {
+          const hook = gate.hook;
+          return hook ? hook({ success: await Promise.all(builder.request.success) }, commit) : commit();
+        };
+        return builder;
+      };
+    },
+  });
+  const membership = new Proxy(pool.membership, {
+    get(target, prop) {
+      if (prop === 'currentLease' && gate.lease !== undefined) return gate.lease;
+      if (prop === 'online' && gate.lease !== undefined) return gate.lease !== null;
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { name: pool.name, membership, etcd: { ...pool.etcd, kv } as PoolNode['etcd'] };
+}
+
+async function startNode(name: string, prefix: string, opts: { endpoints?: string[]; connectionLimit?: number; stateFile?: string; leaseTtlSeconds?: number; gate?: Gate } = {}): Promise<TestNode> {
   const logs: TestNode['logs'] = [];
   const log = createLogger('debug', (line) => logs.push(JSON.parse(line)));
   const pool = await PoolNode.start({ nodeName: name, etcd: { endpoints: opts.endpoints ?? etcd.endpoints, prefix }, leaseTtlSeconds: opts.leaseTtlSeconds ?? 2 }, log);
   const known = await KnownNodes.start(pool.etcd, pool.membership, opts.stateFile ?? join(dir, `${prefix.replaceAll('/', '_')}${name}.json`), log);
   const results: AdmissionResult[] = [];
-  const admission = new PoolAdmission(pool, known, log, { connectionLimit: opts.connectionLimit ?? 1000, observe: (r) => results.push(r) });
+  const admission = new PoolAdmission(opts.gate ? gated(pool, opts.gate) : pool, known, log, { connectionLimit: opts.connectionLimit ?? 1000, observe: (r) => results.push(r) });
   const node: TestNode = {
     name, pool, admission, known, results, logs,
     async close() {
@@ -228,6 +272,64 @@ describe('admission across the pool', () => {
     expect((await a.admission.admit(request('lo.test', 1))).ok).toBe(false);
   });
 
+  /** Node a holding one mv.test stream on slot 2 of 3, the only slot taken: a limit of 1 moves it to slot 0. */
+  async function streamOnSlotTwo(prefix: string, gate: Gate): Promise<{ a: TestNode; top: PoolAdmissionRequest }> {
+    const a = await startNode('a', prefix, { gate });
+    const held = [request('mv.test', 3), request('mv.test', 3), request('mv.test', 3)];
+    for (const r of held) expect(await a.admission.admit(r)).toEqual({ ok: true });
+    const all = await slots(prefix);
+    const top = held.find((r) => all['streams/mv.test/inbound/2']?.stream === r.streamId)!;
+    for (const r of held) if (r !== top) a.admission.release(r.stream);
+    await eventually(async () => Object.keys(await slots(prefix)).length === 1 && Object.keys(await slots(prefix, 'connections/')).length === 1, 1000, 'only slot 2 taken');
+    return { a, top };
+  }
+  /** The move's transaction: it puts the new slot and deletes the old one. */
+  const isMove = (ops: Parameters<NonNullable<Gate['hook']>>[0]) => ops.success.some((o) => 'request_put' in o) && ops.success.some((o) => 'request_delete_range' in o);
+  const limitOne = () => ({ limit: 1, limitName: 'ConnectionLimit' as const });
+
+  it('a stream closed while its slot is being moved leaves no slot behind', async () => {
+    const prefix = newPrefix();
+    const gate: Gate = {};
+    const { a, top } = await streamOnSlotTwo(prefix, gate);
+    // The stream closes after the move is applied in etcd and before its answer arrives.
+    let moved: boolean | undefined;
+    gate.hook = async (ops, commit) => {
+      if (!isMove(ops)) return commit();
+      gate.hook = undefined;
+      const answer = await commit();
+      moved = answer.succeeded;
+      a.admission.release(top.stream);
+      return answer;
+    };
+    expect(await a.admission.applyLimits(limitOne, () => true)).toEqual([]);
+    expect(moved).toBe(true);
+    await eventually(async () => Object.keys(await slots(prefix)).length === 0 && Object.keys(await slots(prefix, 'connections/')).length === 0, 2000, 'no slot of the closed stream left');
+    expect(a.admission.localStreams()).toEqual([]);
+  });
+
+  it('a move whose answer is lost is found out by the syncs: the stream holds what etcd says, and closing gives it back', async () => {
+    const prefix = newPrefix();
+    const gate: Gate = {};
+    const { a, top } = await streamOnSlotTwo(prefix, gate);
+    // Applied in etcd, but the call fails (as a deadline that ran out just after etcd applied it).
+    gate.hook = async (ops, commit) => {
+      if (!isMove(ops)) return commit();
+      gate.hook = undefined;
+      await commit();
+      throw new Error('test: the answer was lost');
+    };
+    expect(await a.admission.applyLimits(limitOne, () => true)).toEqual([]);
+    expect(a.logs.some((l) => l.event === 'pool.limit-not-applied' && l.stream === top.streamId)).toBe(true);
+    // What the node believes it holds and what etcd holds agree again, below the limit.
+    await eventually(async () => {
+      const [mine] = a.admission.localStreams();
+      const keys = Object.keys(await slots(prefix));
+      return mine?.slot === 0 && keys.length === 1 && keys[0] === 'streams/mv.test/inbound/0';
+    }, 5000, 'the stream registered on slot 0');
+    a.admission.release(top.stream);
+    await eventually(async () => Object.keys(await slots(prefix)).length === 0 && Object.keys(await slots(prefix, 'connections/')).length === 0, 2000, 'no slot of the closed stream left');
+  });
+
   it('status lists every node with its streams, this node from memory', async () => {
     const prefix = newPrefix();
     const a = await startNode('a', prefix);
@@ -311,6 +413,34 @@ describe('etcd away', () => {
     }
     await eventually(() => a.admission.unregistered === 0, 10_000, 'the local admission registered');
   }, 40_000);
+  it('a node whose lease is lost and granted again while etcd does not answer asks etcd again under the new lease, not its local share', async () => {
+    const prefix = newPrefix();
+    const gate: Gate = {};
+    const a = await startNode('a', prefix, { gate });
+    const first = a.pool.membership.currentLease!;
+    const firstId = String(await first.grant());
+    const second = etcd.client().lease(30, { autoKeepAlive: true });
+    const secondId = String(await second.grant());
+    try {
+      // No answer to any claim under the first lease; meanwhile the node's lease is another one.
+      gate.hook = async (ops, commit) => {
+        if (!ops.success.some((o) => 'request_put' in o && String(o.request_put.lease) === firstId)) return commit();
+        gate.lease = second;
+        throw new Error('test: etcd did not answer');
+      };
+      const verdict = await a.admission.admit(request('regrant.test', 4));
+      expect(gate.lease).toBe(second);
+      expect(verdict).toEqual({ ok: true });
+      expect(a.results).toEqual(['admitted']);
+      expect(a.logs.some((l) => l.event === 'pool.local-admission')).toBe(false);
+      expect(a.admission.unregistered).toBe(0);
+      const held = await etcd.client().namespace(prefix).getAll().prefix('streams/regrant.test/').exec();
+      expect(held.kvs.map((kv) => String(kv.lease))).toEqual([secondId]);
+    } finally {
+      gate.hook = undefined;
+      await second.revoke();
+    }
+  }, 20_000);
 });
 
 describe('a node cut off from etcd', () => {
