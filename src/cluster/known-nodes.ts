@@ -16,6 +16,13 @@ import { writeFileAtomic } from '../policy/atomic-write.js';
 import { poolKeys, type EtcdConnection } from './etcd.js';
 import type { PoolMembership } from './membership.js';
 
+/**
+ * A watch etcd ended (cancelled it, e.g. because the revision it resumes from was compacted
+ * during an outage) is re-created after this long, as the partner list's watch is
+ * (central-source.ts).
+ */
+const REWATCH_DELAY_MS = 1_000;
+
 interface KnownNodesFile {
   readonly knownNodes: number;
   readonly at: string;
@@ -24,6 +31,7 @@ interface KnownNodesFile {
 export class KnownNodes {
   private known: number | null = null;
   private watcher: Watcher | null = null;
+  private rewatch: NodeJS.Timeout | undefined;
   private closed = false;
   /** Writes of the state file, one after the other (the last value wins). */
   private writing: Promise<void> = Promise.resolve();
@@ -64,6 +72,7 @@ export class KnownNodes {
 
   close(): void {
     this.closed = true;
+    clearTimeout(this.rewatch);
     void this.watcher?.cancel().catch(() => {});
     this.watcher = null;
   }
@@ -87,7 +96,21 @@ export class KnownNodes {
     watcher.on('put', () => this.refresh());
     watcher.on('delete', () => this.refresh());
     watcher.on('connected', () => this.refresh());
-    watcher.on('error', () => {});
+    // An 'error' ends the watcher for good: etcd3 does not reconnect it. Without a new one, N
+    // would change only on this node's own joins, and nodes added meanwhile would leave it too
+    // small, so that the local shares floor(L / N) of the next outage add up to more than L
+    // (docs/design.md section 11, "Cut off from etcd"). So it is re-created after a moment; its
+    // 'connected' counts again, which also catches up with what changed while none was watching.
+    watcher.on('error', (err: Error) => {
+      this.log.warn('pool.nodes-watch-ended', { node: this.etcd.config.nodeName, error: err.message.split('\n')[0], retryInMs: REWATCH_DELAY_MS });
+      void watcher.cancel().catch(() => {});
+      if (this.closed || this.watcher !== watcher) return;
+      this.watcher = null;
+      this.rewatch = setTimeout(() => {
+        if (!this.closed) this.watch();
+      }, REWATCH_DELAY_MS);
+      this.rewatch.unref();
+    });
     this.watcher = watcher;
   }
 }
