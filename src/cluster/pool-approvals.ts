@@ -89,8 +89,8 @@ const LOAD_PAGE = 5_000;
 
 export class PoolApprovalStore implements ApprovalStore {
   private cache!: FileApprovalStore;
-  /** etcd changes not yet written, oldest first. */
-  private readonly queue: EtcdOp[] = [];
+  /** etcd changes not yet written, merged by key (bounded: see WriteQueue). */
+  private readonly queue = new WriteQueue();
   /** Pairs whose lastSeen moved on this node since the last sync (the index's own entries: no allocation per record). */
   private readonly refreshed = new Set<IndexEntry>();
   private watcher: Watcher | null = null;
@@ -142,7 +142,7 @@ export class PoolApprovalStore implements ApprovalStore {
 
   /** etcd changes waiting to be written. */
   get pendingWrites(): number {
-    return this.queue.length;
+    return this.queue.size;
   }
 
   has(localBare: string, remoteBare: string): boolean {
@@ -156,7 +156,8 @@ export class PoolApprovalStore implements ApprovalStore {
     if (local === '' || remote === '' || local.includes(' ') || remote.includes(' ')) return;
     const now = Date.now();
     if (this.cache.learn(local, remote, now, now)) {
-      this.enqueue({ kind: 'put', key: poolKeys.approval(local, remote), value: this.stored(local, remote, now, now) });
+      this.queue.put(poolKeys.approval(local, remote), this.stored(local, remote, now, now), true);
+      this.schedule(this.writeDelayMs);
     } else {
       const entry = this.cache.entry(local, remote);
       if (entry !== undefined) this.refreshed.add(entry);
@@ -170,11 +171,9 @@ export class PoolApprovalStore implements ApprovalStore {
   revoke(localBare: string, remoteBare?: string): number {
     const local = normalizeBareJid(localBare);
     const n = this.cache.revoke(local, remoteBare);
-    if (remoteBare === undefined) {
-      this.enqueue({ kind: 'deletePrefix', prefix: poolKeys.approvalsOf(local) });
-    } else {
-      this.enqueue({ kind: 'delete', key: poolKeys.approval(local, normalizeBareJid(remoteBare)) });
-    }
+    if (remoteBare === undefined) this.queue.deletePrefix(poolKeys.approvalsOf(local));
+    else this.queue.delete(poolKeys.approval(local, normalizeBareJid(remoteBare)));
+    this.schedule(this.writeDelayMs);
     return n;
   }
 
@@ -186,7 +185,7 @@ export class PoolApprovalStore implements ApprovalStore {
     if (!this.synced) await this.sync();
     if (!this.synced) throw new GatewayError('GW_ERR_ETCD', 'etcd cannot be reached; the change is kept and written when it can');
     await this.writeQueued();
-    if (this.queue.length > 0) throw new GatewayError('GW_ERR_ETCD', `etcd cannot be reached; ${this.queue.length} change(s) kept and written when it can`);
+    if (this.queue.size > 0) throw new GatewayError('GW_ERR_ETCD', `etcd cannot be reached; ${this.queue.size} change(s) kept and written when it can`);
     await this.cache.flush();
   }
 
@@ -198,8 +197,8 @@ export class PoolApprovalStore implements ApprovalStore {
     clearInterval(this.lastSeenTimer);
     this.queueLastSeen();
     if (this.synced) await this.writeQueued();
-    if (this.queue.length > 0) {
-      this.opts.log.warn('approvals.etcd-unsaved', { node: this.opts.nodeName, changes: this.queue.length, note: 'etcd could not be reached at shutdown; these changes stay in this node\'s cache only' });
+    if (this.queue.size > 0) {
+      this.opts.log.warn('approvals.etcd-unsaved', { node: this.opts.nodeName, changes: this.queue.size, note: 'etcd could not be reached at shutdown; these changes stay in this node\'s cache only' });
     }
     await this.watcher?.cancel().catch(() => {});
     this.watcher = null;
@@ -243,8 +242,8 @@ export class PoolApprovalStore implements ApprovalStore {
     this.watcher = watcher;
     this.synced = true;
     this.recovered();
-    this.opts.log.info('approvals.synced', { node: this.opts.nodeName, approvals: this.cache.size, revision: loaded.revision, pendingWrites: this.queue.length });
-    if (this.queue.length > 0) this.schedule(0);
+    this.opts.log.info('approvals.synced', { node: this.opts.nodeName, approvals: this.cache.size, revision: loaded.revision, pendingWrites: this.queue.size });
+    if (this.queue.size > 0) this.schedule(0);
   }
 
   /** Every pair under `approvals/`, read page by page at one revision. */
@@ -302,17 +301,16 @@ export class PoolApprovalStore implements ApprovalStore {
    * come back), but what this node has queued and not yet written still counts.
    */
   private replaceWith(entries: StoredApproval[]): void {
-    const queuedPuts = new Set<string>();
-    const deleted = (key: string): boolean => this.queue.some((op) => (op.kind === 'delete' && op.key === key) || (op.kind === 'deletePrefix' && key.startsWith(op.prefix)));
-    for (const op of this.queue) if (op.kind === 'put') queuedPuts.add(op.key);
+    // One map lookup per pair (the queue is merged by key), not a scan of the queue per pair:
+    // this runs on the event loop, with every stream waiting (issue 11 review, finding 2).
     const inEtcd = new Set(entries.map((e) => poolKeys.approval(e.local, e.remote)));
     for (const a of this.cache.list()) {
       const key = poolKeys.approval(a.local, a.remote);
-      if (!inEtcd.has(key) && !queuedPuts.has(key)) this.cache.revoke(a.local, a.remote);
+      if (!inEtcd.has(key) && this.queue.pending(key)?.kind !== 'put') this.cache.revoke(a.local, a.remote);
     }
     // Oldest first, so that the most recently seen end up most recent in memory.
     for (const e of entries.sort((a, b) => a.lastSeen - b.lastSeen)) {
-      if (!deleted(poolKeys.approval(e.local, e.remote))) this.cache.learn(e.local, e.remote, e.since, e.lastSeen);
+      if (!this.queue.deletes(poolKeys.approvalsOf(e.local), poolKeys.approval(e.local, e.remote))) this.cache.learn(e.local, e.remote, e.since, e.lastSeen);
     }
   }
 
@@ -340,26 +338,31 @@ export class PoolApprovalStore implements ApprovalStore {
     return JSON.stringify({ local, remote, since: new Date(since).toISOString(), lastSeen: new Date(lastSeen).toISOString(), node: this.opts.nodeName });
   }
 
-  private enqueue(op: EtcdOp): void {
-    this.queue.push(op);
-    this.schedule(this.writeDelayMs);
-  }
-
   /** A pair the bound pushed out of memory leaves etcd too (see the file comment). */
   private evicted(local: string, remote: string): void {
     // Before open() has run (the cache's own load) there is nothing to delete yet: etcd's set is read next.
     if (this.cache === undefined) return;
-    this.enqueue({ kind: 'delete', key: poolKeys.approval(local, remote) });
+    this.queue.delete(poolKeys.approval(local, remote));
+    this.schedule(this.writeDelayMs);
   }
 
-  /** Refreshed lastSeen times become puts (a pair revoked or evicted since is skipped). */
+  /**
+   * Refreshed lastSeen times become puts (a pair revoked or evicted since is skipped). Not while
+   * the node is out of sync: the refreshed pairs stay marked (only those still held, so the set
+   * stays within the bound) and are written by the first call after the sync, instead of one put
+   * per pair per minute piling up for the whole outage (issue 11 review, finding 2).
+   */
   private queueLastSeen(): void {
+    if (!this.synced) {
+      for (const e of this.refreshed) if (this.cache.entry(e.local, e.remote) !== e) this.refreshed.delete(e);
+      return;
+    }
     for (const e of this.refreshed) {
       if (this.cache.entry(e.local, e.remote) !== e) continue;
-      this.queue.push({ kind: 'put', key: poolKeys.approval(e.local, e.remote), value: this.stored(e.local, e.remote, e.since, e.lastSeen) });
+      this.queue.put(poolKeys.approval(e.local, e.remote), this.stored(e.local, e.remote, e.since, e.lastSeen), false);
     }
     this.refreshed.clear();
-    if (this.queue.length > 0) this.schedule(this.writeDelayMs);
+    if (this.queue.size > 0) this.schedule(this.writeDelayMs);
   }
 
   private schedule(delayMs: number): void {
@@ -374,21 +377,21 @@ export class PoolApprovalStore implements ApprovalStore {
   private async tick(): Promise<void> {
     if (!this.synced) await this.sync();
     if (this.synced) await this.writeQueued();
-    if (!this.synced || this.queue.length > 0) this.schedule(this.retryMs);
+    if (!this.synced || this.queue.size > 0) this.schedule(this.retryMs);
   }
 
   /** Writes the queue batch by batch until it is empty or a batch fails; one writer at a time. */
   private writeQueued(): Promise<void> {
     this.writing ??= (async () => {
       try {
-        while (this.queue.length > 0) {
-          const batch = nextBatch(this.queue);
+        while (this.queue.size > 0) {
+          const batch = this.queue.take();
           await this.commit(batch);
-          this.queue.splice(0, batch.length);
+          this.queue.written(batch);
         }
         this.recovered();
       } catch (err) {
-        this.failed('approvals.etcd-write-failed', err, { pendingWrites: this.queue.length });
+        this.failed('approvals.etcd-write-failed', err, { pendingWrites: this.queue.size });
       } finally {
         this.writing = null;
       }
@@ -416,28 +419,113 @@ export class PoolApprovalStore implements ApprovalStore {
   private recovered(): void {
     if (!this.unreachable) return;
     this.unreachable = false;
-    this.opts.log.info('approvals.etcd-reachable', { node: this.opts.nodeName, pendingWrites: this.queue.length });
+    this.opts.log.info('approvals.etcd-reachable', { node: this.opts.nodeName, pendingWrites: this.queue.size });
+  }
+}
+
+/**
+ * The etcd changes not yet written, merged by key, in queue order (a Map keeps insertion order).
+ *
+ * Only the last pending change of a key counts, so a later one replaces the earlier in place
+ * (put after put, delete after put, put after delete: what etcd ends up holding is the same),
+ * and a prefix delete (all of a local user's approvals) drops the queued changes it covers and
+ * goes last, so a put recorded after it still follows it. A put of a pair this node never wrote
+ * ("fresh": nothing for its key was pending or sent) is cancelled outright by a delete of the
+ * same key (a pair recorded and pushed out by the bound while etcd was away); a pair another node
+ * wrote meanwhile is learnt at the next read of the set and bounded there. Without this the queue
+ * grew for a whole outage (a put per refreshed pair a minute, a put and an eviction delete per
+ * new pair), and the catch-up scanned it once per pair (issue 11 review, finding 2); it now holds
+ * at most one change per key: about the pairs held plus those pushed out meanwhile, and the
+ * pending prefix deletes (docs/design.md section 11, trust-tier approvals).
+ */
+export class WriteQueue {
+  /** `k<key>` or `p<prefix>` → the change pending for it. */
+  private readonly ops = new Map<string, EtcdOp>();
+  /** Puts not yet sent of pairs this node never wrote (see above). */
+  private readonly fresh = new Set<EtcdOp>();
+
+  get size(): number {
+    return this.ops.size;
+  }
+
+  /** The change pending for `key` itself (a prefix delete covering it is not one). */
+  pending(key: string): EtcdOp | undefined {
+    return this.ops.get('k' + key);
+  }
+
+  /**
+   * Whether the queue deletes `key`: a pending delete of it, or a pending delete of `prefix`, the
+   * prefix of its local user's approvals (the only prefix this store deletes).
+   */
+  deletes(prefix: string, key: string): boolean {
+    return this.ops.has('p' + prefix) || this.ops.get('k' + key)?.kind === 'delete';
+  }
+
+  /** `fresh`: the pair is new in this node's memory (a record, not a lastSeen refresh). */
+  put(key: string, value: string, fresh: boolean): void {
+    const id = 'k' + key;
+    const prev = this.ops.get(id);
+    const op: EtcdOp = { kind: 'put', key, value };
+    this.ops.set(id, op);
+    if (prev === undefined ? fresh : this.fresh.delete(prev)) this.fresh.add(op);
+  }
+
+  delete(key: string): void {
+    const id = 'k' + key;
+    const prev = this.ops.get(id);
+    if (prev !== undefined && this.fresh.delete(prev)) this.ops.delete(id);
+    else this.ops.set(id, { kind: 'delete', key });
+  }
+
+  deletePrefix(prefix: string): void {
+    for (const [id, op] of this.ops) {
+      if ((op.kind === 'deletePrefix' ? op.prefix : op.key).startsWith(prefix)) {
+        this.ops.delete(id);
+        this.fresh.delete(op);
+      }
+    }
+    this.ops.set('p' + prefix, { kind: 'deletePrefix', prefix });
+  }
+
+  /** The next transaction's changes; they stay queued (and count as sent) until `written`. */
+  take(): EtcdOp[] {
+    const batch = nextBatch(this.ops.values());
+    for (const op of batch) this.fresh.delete(op);
+    return batch;
+  }
+
+  /** `batch` is in etcd: its changes leave the queue, unless a later change replaced one meanwhile. */
+  written(batch: readonly EtcdOp[]): void {
+    for (const op of batch) {
+      const id = op.kind === 'deletePrefix' ? 'p' + op.prefix : 'k' + op.key;
+      if (this.ops.get(id) === op) this.ops.delete(id);
+    }
   }
 }
 
 /**
  * The longest prefix of `queue` that one transaction may carry: etcd refuses a transaction that
  * touches a key twice (a put and a delete of it, or a put inside a deleted range), and one of more
- * than `--max-txn-ops` operations.
+ * than `--max-txn-ops` operations. Keys are looked up in a set (not compared with every operation
+ * taken so far); only prefix deletes, rare, are compared one by one.
  */
-export function nextBatch(queue: readonly EtcdOp[]): EtcdOp[] {
+export function nextBatch(queue: Iterable<EtcdOp>): EtcdOp[] {
   const batch: EtcdOp[] = [];
+  const keys = new Set<string>();
+  const prefixes: string[] = [];
   for (const op of queue) {
-    if (batch.length >= MAX_TXN_OPS || batch.some((b) => overlaps(b, op))) break;
+    if (batch.length >= MAX_TXN_OPS) break;
+    if (op.kind === 'deletePrefix') {
+      if (prefixes.some((p) => p.startsWith(op.prefix) || op.prefix.startsWith(p))) break;
+      let covers = false;
+      for (const k of keys) if (k.startsWith(op.prefix)) covers = true;
+      if (covers) break;
+      prefixes.push(op.prefix);
+    } else {
+      if (keys.has(op.key) || prefixes.some((p) => op.key.startsWith(p))) break;
+      keys.add(op.key);
+    }
     batch.push(op);
   }
   return batch;
-}
-
-function overlaps(a: EtcdOp, b: EtcdOp): boolean {
-  const covers = (op: EtcdOp, key: string): boolean => (op.kind === 'deletePrefix' ? key.startsWith(op.prefix) : op.key === key);
-  if (a.kind === 'deletePrefix' && b.kind === 'deletePrefix') return a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix);
-  if (a.kind === 'deletePrefix') return covers(a, (b as { key: string }).key);
-  if (b.kind === 'deletePrefix') return covers(b, a.key);
-  return a.key === b.key;
 }
