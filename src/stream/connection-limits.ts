@@ -155,6 +155,11 @@ export class ConnectionLimits {
     return partner.ConnectionLimit ?? this.settings.partnerConnectionLimit;
   }
 
+  /** The partner's limit and the setting it comes from (its own ConnectionLimit, or the default). */
+  private limitOf(partner: PartnerRecord): PartnerLimit {
+    return { limit: this.partnerLimit(partner), limitName: partner.ConnectionLimit === null ? 'partnerConnectionLimit' : 'ConnectionLimit' };
+  }
+
   /** Streams of this partner counted in one direction. */
   partnerStreams(partner: PartnerRecord, direction: StreamDirection): ReadonlySet<Counted> {
     return this.byPartner[direction].get(partner.Identity) ?? new Set();
@@ -162,11 +167,10 @@ export class ConnectionLimits {
 
   /** Would one more authenticated stream exceed the partner's limit? (Checked early, at the header.) */
   partnerHasRoom(partner: PartnerRecord, direction: StreamDirection): LimitVerdict {
-    const limit = this.partnerLimit(partner);
+    const { limit, limitName } = this.limitOf(partner);
     const used = this.byPartner[direction].get(partner.Identity)?.size ?? 0;
     if (used >= limit) {
-      const origin = partner.ConnectionLimit === null ? `partnerConnectionLimit ${limit}` : `ConnectionLimit ${limit}`;
-      return { ok: false, rule: 'ConnectionLimit', text: `${origin} of partner ${partner.Identity} reached (${direction} streams)` };
+      return { ok: false, rule: 'ConnectionLimit', text: `${limitName} ${limit} of partner ${partner.Identity} reached (${direction} streams)` };
     }
     return OK;
   }
@@ -193,12 +197,10 @@ export class ConnectionLimits {
     const counted = this.partnerStreams(partner, direction).has(stream);
     const local = this.addPartnerStream(partner, direction, stream);
     if (!pool || !local.ok || counted) return local;
-    const limit = this.partnerLimit(partner);
     const request: PoolAdmissionRequest = {
       partner: partner.Identity,
       direction,
-      limit,
-      limitName: partner.ConnectionLimit === null ? 'partnerConnectionLimit' : 'ConnectionLimit',
+      ...this.limitOf(partner),
       stream,
       streamId: ids.streamId,
       remoteDomain: ids.remoteDomain,
@@ -217,7 +219,7 @@ export class ConnectionLimits {
     const pool = this.settings.pool;
     if (!pool) return null;
     const limits = new Map<string, PartnerLimit>();
-    for (const r of records) limits.set(r.Identity, { limit: this.partnerLimit(r), limitName: r.ConnectionLimit === null ? 'partnerConnectionLimit' : 'ConnectionLimit' });
+    for (const r of records) limits.set(r.Identity, this.limitOf(r));
     return pool.applyLimits((partner) => limits.get(partner), live);
   }
 

@@ -589,25 +589,13 @@ export class InboundStream extends S2SStream {
     }
     // Counted from now on, so that a stream that goes away while the pool decides gives its slot back.
     this.countedPartner = partner.Identity;
-    this.parser.hold();
-    this.pauseReading(POOL_ADMISSION);
-    this.admission = verdict.then((v) => {
+    let ok = false;
+    this.admission = this.readNothingUntil(verdict, (v) => {
       this.admission = null;
-      if (this.closed) return false;
-      if (v.ok) admitted();
-      else {
-        this.countedPartner = null;
-        this.refuse(partner.Identity, 'policy-violation', v.rule, v.text);
-      }
-      // After admitted(): a SASL restart resets the parser first, so held bytes start the new stream.
-      if (!this.closed) {
-        this.parser.release();
-        this.resumeReading(POOL_ADMISSION);
-      }
-      return v.ok;
-    });
+      ok = v.ok;
+      if (v.ok) return admitted();
+      this.countedPartner = null;
+      this.refuse(partner.Identity, 'policy-violation', v.rule, v.text);
+    }).then(() => ok);
   }
 }
-
-/** The reason reading pauses while the pool decides on a stream's admission. */
-const POOL_ADMISSION = Symbol('pool admission');

@@ -424,15 +424,9 @@ export class OutboundStream extends S2SStream {
     // Counted from now on, so that a stream that goes away while the pool decides gives its slot back.
     this.countedPartner = partner.Identity;
     this.admitting = true;
-    this.parser.hold();
-    this.pauseReading(POOL_ADMISSION);
-    void verdict.then((v) => {
+    void this.readNothingUntil(verdict, (v) => {
       this.admitting = false;
-      if (this.closed) return;
       this.admitted(partner, method, v);
-      if (this.closed) return;
-      this.parser.release();
-      this.resumeReading(POOL_ADMISSION);
     });
   }
 
@@ -464,6 +458,3 @@ export class OutboundStream extends S2SStream {
     this.close();
   }
 }
-
-/** The reason reading pauses while the pool decides on a stream's admission. */
-const POOL_ADMISSION = Symbol('pool admission');

@@ -42,6 +42,8 @@ export const CONGESTED_BYTES = 256 * 1024;
 
 /** The reason in `readPauses` for stopping to read while our own output waits (READ_PAUSE_BYTES). */
 const OWN_OUTPUT = Symbol('own output');
+/** The reason in `readPauses` for stopping to read until a decision is made (readNothingUntil). */
+const PENDING_DECISION = Symbol('pending decision');
 
 export const now = (): number => performance.now();
 
@@ -281,7 +283,8 @@ export abstract class S2SStream implements StreamParserHandler {
       if (this.closed || !this.readPauses.has(OWN_OUTPUT)) return;
       if (this.socket.writableLength > READ_PAUSE_BYTES) return this.awaitDrain(true);
       this.readPauses.delete(OWN_OUTPUT);
-      this.parser.release(); // may queue output and pause again
+      // The parser stays held while a decision is pending too; readNothingUntil releases it then.
+      if (!this.decisionPending) this.parser.release(); // may queue output and pause again
       if (!this.readPauses.has(OWN_OUTPUT)) {
         this.readPauses.add(OWN_OUTPUT);
         this.resumeReading(OWN_OUTPUT); // the socket resumes unless the router holds it too
@@ -290,6 +293,30 @@ export abstract class S2SStream implements StreamParserHandler {
     // Not from inside a parser handler (release() is not re-entrant): 'drain' or the next turn.
     if (full) socket.on('drain', go);
     else setImmediate(go);
+  }
+
+  private decisionPending = false;
+
+  /**
+   * Reads nothing more from the peer (socket paused, parser held after the current element) until
+   * `decision` settles; then runs `then` and reads again, unless the stream closed meanwhile. For
+   * what must be decided before the peer's next element is handled: the pool's admission of an
+   * authenticating stream (docs/design.md section 11). The parser's hold is shared with our own
+   * output's flow control (pauseForOutput): whichever of the two ends last releases it.
+   */
+  protected readNothingUntil<T>(decision: Promise<T>, then: (value: T) => void): Promise<void> {
+    this.decisionPending = true;
+    this.parser.hold();
+    this.pauseReading(PENDING_DECISION);
+    return decision.then((value) => {
+      this.decisionPending = false;
+      if (this.closed) return;
+      then(value);
+      if (this.closed) return;
+      // After `then`: a SASL restart resets the parser first, so held bytes start the new stream.
+      if (!this.readPauses.has(OWN_OUTPUT)) this.parser.release();
+      this.resumeReading(PENDING_DECISION);
+    });
   }
 
   protected sendHeader(header: string): void {
